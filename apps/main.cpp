@@ -1,0 +1,46 @@
+// tl: one program, one subcommand per job.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "apps/commands.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(int, char**);
+  const char* summary;
+};
+
+const Command kCommands[] = {
+    {"train-mnist", tl::app::run_train_mnist, "train a small CNN on Fashion-MNIST (the first real job)"},
+    {"info", tl::app::run_info, "show the build, the CPU threads and whether a CUDA device exists"},
+};
+
+void print_usage() {
+  std::printf("usage: tl <command> [options]   (tl <command> --help for its options)\n\ncommands:\n");
+  for (const Command& c : kCommands) std::printf("  %-14s %s\n", c.name, c.summary);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    print_usage();
+    return argc < 2 ? 2 : 0;
+  }
+  for (const Command& c : kCommands) {
+    if (std::strcmp(argv[1], c.name) != 0) continue;
+    try {
+      return c.run(argc - 2, argv + 2);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "tl %s: error: %s\n", c.name, e.what());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "tl: unknown command '%s'\n\n", argv[1]);
+  print_usage();
+  return 2;
+}

@@ -1,0 +1,43 @@
+#pragma once
+// The CUDA half of a Context: device, stream, cuBLAS and cuDNN handles (made on first use) and
+// the device allocator. Only CUDA code includes this header.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <memory>
+
+#include "engine/storage.h"
+
+namespace tl {
+
+struct CudaState {
+  explicit CudaState(int device);
+  ~CudaState();
+  CudaState(const CudaState&) = delete;
+  CudaState& operator=(const CudaState&) = delete;
+
+  cublasHandle_t cublas();
+  cudnnHandle_t cudnn();
+
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  std::shared_ptr<DeviceAllocator> allocator;
+
+ private:
+  cublasHandle_t cublas_ = nullptr;
+  cudnnHandle_t cudnn_ = nullptr;
+};
+
+// Plain cudaMalloc/cudaFree; the caching allocator replaces it (CUDA backend I).
+class CudaMallocAllocator : public DeviceAllocator {
+ public:
+  explicit CudaMallocAllocator(int device) : device_(device) {}
+  void* allocate(size_t bytes) override;
+  void release(void* ptr, size_t bytes) override;
+
+ private:
+  int device_;
+};
+
+}  // namespace tl

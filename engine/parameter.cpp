@@ -1,0 +1,34 @@
+#include "engine/parameter.h"
+
+#include "engine/context.h"
+
+namespace tl {
+
+void Parameter::set_trainable(bool trainable) {
+  trainable_ = trainable;
+  if (!trainable) grad_ = Tensor();
+}
+
+Tensor& Parameter::grad(Context& ctx) {
+  TL_CHECK(trainable_, "gradient requested for frozen parameter '", local_name_, "'");
+  if (!grad_.defined()) grad_ = Tensor::zeros(ctx, value.shape(), value.dtype(), value.device());
+  return grad_;
+}
+
+void Parameter::zero_grad(Context& ctx) {
+  if (grad_.defined()) grad_.fill(ctx, 0.0);
+}
+
+void Parameter::to(Context& ctx, Device device) {
+  value = value.to(ctx, device);
+  if (grad_.defined()) grad_ = grad_.to(ctx, device);
+}
+
+void convert_parameter_dtype(Parameter& p, DType dtype) {
+  p.value = p.value.to_dtype(dtype);
+  bool trainable = p.trainable();
+  p.set_trainable(false);  // frees the old-dtype gradient
+  p.set_trainable(trainable);
+}
+
+}  // namespace tl

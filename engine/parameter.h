@@ -1,0 +1,46 @@
+#pragma once
+// A learnable tensor and its gradient, and a buffer (state saved with the model but not learned,
+// such as BatchNorm running statistics). Names here are local ("weight"); the Model forms the
+// canonical dotted name ("layer4.1.conv2.weight").
+#include <string>
+
+#include "engine/tensor.h"
+
+namespace tl {
+
+class Context;
+
+class Parameter {
+ public:
+  Parameter(std::string local_name, Tensor value) : local_name_(std::move(local_name)), value(std::move(value)) {}
+
+  const std::string& local_name() const { return local_name_; }
+  bool trainable() const { return trainable_; }
+  // Freezing frees the gradient: a frozen parameter holds no gradient memory.
+  void set_trainable(bool trainable);
+  // The gradient, allocated (zeroed) on first use; only trainable parameters may ask.
+  Tensor& grad(Context& ctx);
+  bool has_grad() const { return grad_.defined(); }
+  const Tensor& grad() const { return grad_; }
+  void zero_grad(Context& ctx);
+  // Moves value (and gradient) to a device.
+  void to(Context& ctx, Device device);
+
+  Tensor value;
+
+ private:
+  std::string local_name_;
+  bool trainable_ = true;
+  Tensor grad_;
+};
+
+// CPU only; drops any gradient (it is re-made in the new dtype on next use).
+void convert_parameter_dtype(Parameter& p, DType dtype);
+
+struct Buffer {
+  Buffer(std::string local_name, Tensor value) : local_name(std::move(local_name)), value(std::move(value)) {}
+  std::string local_name;
+  Tensor value;
+};
+
+}  // namespace tl
