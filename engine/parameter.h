@@ -12,7 +12,7 @@ class Context;
 
 class Parameter {
  public:
-  Parameter(std::string local_name, Tensor value) : local_name_(std::move(local_name)), value(std::move(value)) {}
+  Parameter(std::string local_name, Tensor value) : value(std::move(value)), local_name_(std::move(local_name)) {}
 
   const std::string& local_name() const { return local_name_; }
   bool trainable() const { return trainable_; }
