@@ -24,6 +24,19 @@ void Parameter::to(Context& ctx, Device device) {
   if (grad_.defined()) grad_ = grad_.to(ctx, device);
 }
 
+void fill_uniform(Parameter& p, Rng& rng, double bound) {
+  Tensor& t = p.value;
+  TL_CHECK(t.device() == Device::CPU, "reset_parameters: '", p.local_name(), "' must be on the CPU, got ",
+           t.describe());
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    double v = (2 * rng.uniform() - 1) * bound;
+    if (t.dtype() == DType::F64)
+      t.data<double>()[i] = v;
+    else
+      t.data<float>()[i] = static_cast<float>(v);
+  }
+}
+
 void convert_parameter_dtype(Parameter& p, DType dtype) {
   p.value = p.value.to_dtype(dtype);
   bool trainable = p.trainable();

@@ -4,6 +4,7 @@
 // canonical dotted name ("layer4.1.conv2.weight").
 #include <string>
 
+#include "engine/rng.h"
 #include "engine/tensor.h"
 
 namespace tl {
@@ -33,6 +34,9 @@ class Parameter {
   bool trainable_ = true;
   Tensor grad_;
 };
+
+// Fills a CPU parameter (F32 or F64) with U(-bound, bound): PyTorch's default initialisation of conv/linear.
+void fill_uniform(Parameter& p, Rng& rng, double bound);
 
 // CPU only; drops any gradient (it is re-made in the new dtype on next use).
 void convert_parameter_dtype(Parameter& p, DType dtype);

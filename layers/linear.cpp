@@ -8,23 +8,7 @@
 namespace tl {
 
 namespace {
-
-// U(-bound, bound) into a CPU parameter of either float type.
-void fill_uniform(Parameter& p, Rng& rng, double bound) {
-  Tensor& t = p.value;
-  TL_CHECK(t.device() == Device::CPU, "reset_parameters: '", p.local_name(), "' must be on the CPU, got ",
-           t.describe());
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    double v = (2 * rng.uniform() - 1) * bound;
-    if (t.dtype() == DType::F64)
-      t.data<double>()[i] = v;
-    else
-      t.data<float>()[i] = static_cast<float>(v);
-  }
-}
-
 constexpr uint64_t kConstructionSeed = 0;
-
 }  // namespace
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias)
