@@ -4,5 +4,7 @@ namespace tl::app {
 
 int run_train_mnist(int argc, char** argv);
 int run_info(int argc, char** argv);
+int run_convert(int argc, char** argv);
+int run_classify(int argc, char** argv);
 
 }  // namespace tl::app
