@@ -6,5 +6,7 @@ int run_train_mnist(int argc, char** argv);
 int run_info(int argc, char** argv);
 int run_convert(int argc, char** argv);
 int run_classify(int argc, char** argv);
+int run_transfer(int argc, char** argv);
+int run_predict(int argc, char** argv);
 
 }  // namespace tl::app

@@ -15,6 +15,8 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"transfer", tl::app::run_transfer, "transfer learning: extract | finetune | two-stage | full from pretrained weights"},
+    {"predict", tl::app::run_predict, "class and probability of images (and folders) under a tl transfer model"},
     {"train-mnist", tl::app::run_train_mnist, "train a small CNN on Fashion-MNIST (the first real job)"},
     {"convert", tl::app::run_convert, "convert a published checkpoint (.pth, Keras .h5, hub safetensors) to tl's format"},
     {"classify", tl::app::run_classify, "top-5 classes of images under a converted checkpoint"},
