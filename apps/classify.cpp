@@ -1,6 +1,6 @@
-// tl classify: top-K classes of images under a converted checkpoint. The architecture, class names and the
-// preprocessing all come from the checkpoint's metadata (tl convert writes them), so there is nothing to get wrong
-// on the command line. Exit status: 0 when every image was classified, 1 when any could not be read (each is
+// tl classify: top-K classes of images under a converted checkpoint (tl convert) or a fine-tuned one (tl transfer).
+// The architecture, head, class names and preprocessing all come from the checkpoint's metadata
+// (apps/transfer_setup.h rebuilds the model from it), so there is nothing to get wrong on the command line. Exit status: 0 when every image was classified, 1 when any could not be read (each is
 // named on stderr and skipped), 2 on a usage or weights error.
 #include <algorithm>
 #include <chrono>
@@ -12,43 +12,31 @@
 
 #include "apps/args.h"
 #include "apps/commands.h"
+#include "apps/transfer_setup.h"
 #include "engine/checkpoint.h"
 #include "engine/context.h"
 #include "engine/model.h"
-#include "layers/models/resnet18.h"
-#include "layers/models/vgg16.h"
 #include "loaders/image.h"
 #include "loaders/transforms.h"
-#include "weights/safetensors.h"
 
 namespace tl::app {
 
 namespace {
-
-// Builds the architecture the checkpoint names, sized by its classifier, and loads it strictly.
-void load_model(const std::string& path, Model& model) {
-  SafetensorsFile file = SafetensorsFile::open(path);
-  auto it = file.metadata().find(kArchitectureKey);
-  TL_CHECK(it != file.metadata().end(), path, ": no \"architecture\" in the metadata (not written by tl convert?)");
-  const std::string& arch = it->second;
-  const char* head = arch == "resnet18" ? "fc.weight" : arch == "vgg16" ? "classifier.6.weight" : nullptr;
-  TL_CHECK(head != nullptr, path, ": architecture '", arch, "' is not one tl classify knows (resnet18, vgg16)");
-  const SafetensorsEntry* classifier = file.find(head);
-  TL_CHECK(classifier != nullptr && classifier->shape.size() == 2, path, ": ", arch,
-           " checkpoint without a classifier (", head, "): nothing to classify with");
-  int64_t num_classes = classifier->shape[0];
-  if (arch == "resnet18") build_resnet18(model, num_classes);
-  else build_vgg16(model, num_classes, true);
-  load_checkpoint(path, model);
-}
 
 struct Ranked {
   int64_t index;
   double probability;
 };
 
-// Softmax in double, then the k most probable classes, most probable first (ties: lower index first).
+// Softmax in double, then the k most probable classes, most probable first (ties: lower index first). A single
+// output is a binary head (sigmoid, tl transfer --binary): class 1 with p, class 0 with 1 - p.
 std::vector<Ranked> top_k(const float* logits, int64_t n, int64_t k) {
+  if (n == 1) {
+    double p = 1 / (1 + std::exp(-double(logits[0])));
+    std::vector<Ranked> two = p >= 0.5 ? std::vector<Ranked>{{1, p}, {0, 1 - p}} : std::vector<Ranked>{{0, 1 - p}, {1, p}};
+    two.resize(static_cast<size_t>(std::min<int64_t>(k, 2)));
+    return two;
+  }
   double peak = *std::max_element(logits, logits + n), total = 0;
   std::vector<double> p(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) total += p[i] = std::exp(double(logits[i]) - peak);
@@ -74,7 +62,7 @@ int run_classify(int argc, char** argv) {
       .option("top", "5", "how many classes to print per image")
       .option("threads", "0", "CPU threads (0: all cores)");
   Model model;
-  Preprocessing pre;
+  EvalGeometry geometry;
   int64_t top = 5;
   Context ctx({.threads = 0});
   try {
@@ -84,13 +72,13 @@ int run_classify(int argc, char** argv) {
     TL_CHECK(top > 0, "classify: --top must be positive, got ", top);
     ctx.set_threads(args.get_int("threads"));
     auto start = std::chrono::steady_clock::now();
-    load_model(args.get("weights"), model);
-    pre = preprocessing_from_metadata(model.metadata);
+    // A converted checkpoint (tl convert) or a fine-tuned one with its head (tl transfer), rebuilt from its metadata.
+    load_saved_model(args.get("weights"), model);
+    geometry = eval_geometry_from_metadata(model.metadata);
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("%s: %s, %zu classes%s, loaded in %.2f s\n", args.get("weights").c_str(), model.architecture.c_str(),
-                static_cast<size_t>(model.parameter(model.architecture == "resnet18" ? "fc.weight" : "classifier.6.weight")
-                                        .value.size(0)),
-                model.class_names.empty() ? " (no class names: indices shown)" : "", seconds);
+    std::printf("%s: %s, %zu class names%s, loaded in %.2f s\n", args.get("weights").c_str(),
+                model.architecture.c_str(), model.class_names.size(),
+                model.class_names.empty() ? " (indices shown)" : "", seconds);
   } catch (const Error& e) {
     // Usage errors already start with "classify: "; weights errors start with the file's path.
     std::string message = e.what();
@@ -102,13 +90,18 @@ int run_classify(int argc, char** argv) {
   for (const std::string& path : args.rest()) {
     Tensor x;
     try {
-      x = preprocess(decode_image(path), pre);
+      x = geometry(decode_image(path));
     } catch (const Error& e) {
       std::fprintf(stderr, "tl classify: skipped %s\n", e.what());  // the message starts with the path
       ++failed;
       continue;
     }
     Tensor logits = model.forward(ctx, x.reshape({1, x.size(0), x.size(1), x.size(2)}), Mode::Eval);
+    if (logits.dim() != 2) {
+      std::fprintf(stderr, "tl classify: %s: the model outputs %s, not class scores (a feature extractor?)\n",
+                   args.get("weights").c_str(), shape_str(logits.shape()).c_str());
+      return 2;
+    }
     std::printf("%s\n", path.c_str());
     for (const Ranked& r : top_k(logits.data<float>(), logits.size(1), top)) {
       std::string name = r.index < static_cast<int64_t>(model.class_names.size())
