@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -93,7 +94,9 @@ LossResult batch_loss(Context& ctx, const Tensor& logits, const Tensor& labels, 
       predicted->resize(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) (*predicted)[i] = z[i] > 0 ? 1 : 0;
     }
-    return bce_with_logits_loss(ctx, logits.reshape({n}), targets);
+    LossResult result = bce_with_logits_loss(ctx, logits.reshape({n}), targets);
+    result.dlogits = result.dlogits.reshape(logits.shape());
+    return result;
   }
   if (predicted) {
     int64_t c = logits.size(1);
@@ -277,8 +280,17 @@ void TrainingRun::end_epoch(const HistoryRow& row, int64_t total_epochs, double 
       saved_best_ = true;
     }
   }
+  // Cheap epochs (a head on cached features) come many per second: rewriting (and fsyncing) the history after
+  // each would cost more than the epochs; finish() writes the last state.
+  auto now = std::chrono::steady_clock::now();
+  if (row.epoch == total_epochs || now - last_history_write_ >= std::chrono::seconds(2)) write_history();
+}
+
+void TrainingRun::write_history() {
+  if (history_.empty()) return;
   write_history_csv(path("history.csv"), history_);
   write_history_png(path("history.png"), history_);
+  last_history_write_ = std::chrono::steady_clock::now();
 }
 
 void TrainingRun::save(const std::map<std::string, std::string>& extra) {
@@ -293,6 +305,7 @@ void TrainingRun::save(const std::map<std::string, std::string>& extra) {
 }
 
 std::string TrainingRun::finish(bool interrupted) {
+  write_history();
   if (has_best()) {
     for (auto& [live, copy] : tracked_)
       if (copy.defined()) live->copy_from(ctx_, copy);

@@ -2,6 +2,7 @@
 // The epoch loop of tl transfer: a training pass over a BatchLoader (images through the whole model) or over cached
 // features (through the head alone), evaluation with a confusion matrix, the per-epoch history (history.csv and
 // history.png) and the best model by validation accuracy, saved atomically. Ctrl-C is honoured between batches.
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -80,7 +81,7 @@ class TrainingRun {
   // tensors a snapshot keeps.
   void track_trainable();
   // Prints the epoch line, records the row, keeps the model when its val accuracy is the best so far, rewrites
-  // history.csv and history.png.
+  // history.csv and history.png (at most every 2 seconds, and after the last epoch).
   void end_epoch(const HistoryRow& row, int64_t total_epochs, double images_per_second);
   // Puts the best weights back into the model and makes sure OUTPUT/model.safetensors holds them (with no epoch
   // finished, the current model is saved and marked as such). Returns the checkpoint's path.
@@ -94,6 +95,7 @@ class TrainingRun {
 
  private:
   void save(const std::map<std::string, std::string>& extra);
+  void write_history();
 
   Context& ctx_;
   Model& model_;
@@ -104,6 +106,7 @@ class TrainingRun {
   double best_accuracy_ = -1;
   int64_t best_epoch_ = 0;
   bool saved_best_ = false;
+  std::chrono::steady_clock::time_point last_history_write_{};
 };
 
 }  // namespace tl::app

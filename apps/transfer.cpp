@@ -14,6 +14,7 @@
 #include "apps/transfer_options.h"
 #include "engine/context.h"
 #include "engine/error.h"
+#include "layers/models/heads.h"
 
 namespace tl::app {
 
@@ -85,6 +86,7 @@ TransferOptions parse_options(const Args& args) {
            "transfer: --model must be resnet18 or vgg16, got '", o.model.architecture, "'");
   o.model.weights = args.get("weights");
   o.model.head_spec = args.get("head");
+  parse_head_spec(o.model.head_spec, 2);  // a bad spec fails here, before any data or weights are read
   o.model.binary = args.has("binary");
   o.model.image_size = args.get_int("image-size");
   const std::string& resize = args.get("resize");
@@ -139,7 +141,10 @@ TransferOptions parse_options(const Args& args) {
   o.threads = args.get_int("threads");
   o.workers = args.get_int("workers");
   TL_CHECK(o.workers >= 1, "transfer: --workers must be at least 1");
-  o.cuda_requested = parse_device(args.get("device")) == Device::CUDA;
+  const std::string& device = args.get("device");
+  TL_CHECK(device == "auto" || device == "cpu" || device == "cuda", "transfer: --device must be auto, cpu or cuda, got '",
+           device, "'");
+  o.cuda_requested = device == "cuda";  // auto: the CPU, until the CUDA backend has conv and BatchNorm
   o.output = args.get("output").empty() ? str("runs/", args.rest()[0]) : args.get("output");
   o.cache_dir = args.get("cache-dir").empty() ? default_cache_dir() : args.get("cache-dir");
   o.export_path = args.get("export");

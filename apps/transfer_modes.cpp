@@ -179,6 +179,14 @@ bool run_extract(Job& job, TrainingRun& run, EvalResult* test) {
   TL_CHECK(train.size() > 0 && val.size() > 0, "no readable train or val images left");
 
   auto optimizer = make_optimizer(o.optimizer, job.model, o.optimizer.lr);
+  // A small head on a few hundred rows: one thread beats waking the others for every tiny product.
+  int threads = job.ctx.threads();
+  if (job.model.count_parameters(true) < (1 << 20)) job.ctx.set_threads(1);
+  struct RestoreThreads {
+    Context& ctx;
+    int threads;
+    ~RestoreThreads() { ctx.set_threads(threads); }
+  } restore{job.ctx, threads};
   for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
     if (interrupt_requested()) return false;
     Clock::time_point start = Clock::now();
