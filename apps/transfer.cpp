@@ -90,8 +90,10 @@ TransferOptions parse_options(const Args& args) {
   o.model.binary = args.has("binary");
   o.model.image_size = args.get_int("image-size");
   const std::string& resize = args.get("resize");
-  TL_CHECK(resize == "shorter" || resize == "exact", "transfer: --resize must be shorter or exact, got '", resize, "'");
+  TL_CHECK(resize == "auto" || resize == "shorter" || resize == "exact",
+           "transfer: --resize must be auto, shorter or exact, got '", resize, "'");
   o.model.resize = resize == "exact" ? ResizeMode::Exact : ResizeMode::ShorterThenCrop;
+  o.resize_auto = resize == "auto";
   o.seed = static_cast<uint64_t>(args.get_int("seed"));
   o.model.seed = o.seed;
 
@@ -191,8 +193,9 @@ int run_transfer(int argc, char** argv) {
       .option("model", "", "resnet18 | vgg16 (default: the weights' architecture, else resnet18)")
       .option("weights", "", "pretrained weights: .pth (zip/legacy/tar), Keras .h5, safetensors; none: random init")
       .option("image-size", "224", "input side in pixels")
-      .option("resize", "shorter", "shorter: resize the shorter side to size*256/224 and center-crop (torchvision); "
-                                   "exact: resize to size x size (Keras target_size)")
+      .option("resize", "auto", "shorter: resize the shorter side to size*256/224 and center-crop (torchvision); "
+                                "exact: resize to size x size (Keras target_size); auto: shorter for image folders, "
+                                "exact for CIFAR-10 and IDX (whole small images)")
       .option("head", "", "new head: hidden widths and options, e.g. '256,dropout=0.5' or 'append' (empty: one Linear)")
       .flag("binary", "one sigmoid output with binary cross-entropy (two classes only)")
       .option("epochs", "", "epochs (default: extract 100, finetune/full 10)")

@@ -292,8 +292,9 @@ void print_header(Job& job, const std::string& format) {
 
 }  // namespace
 
-int run_transfer_job(const TransferOptions& o) {
+int run_transfer_job(const TransferOptions& given) {
   Clock::time_point start = Clock::now();
+  TransferOptions o = given;
   if (o.cuda_requested)  // conv and BatchNorm get their CUDA kernels in the CUDA backend issues
     std::printf("note: the CUDA backend for these networks is not built yet; running on the CPU\n");
   if (o.augmentation_ignored)
@@ -302,6 +303,7 @@ int run_transfer_job(const TransferOptions& o) {
   job.policy = o.strict ? BadFilePolicy::Fatal : BadFilePolicy::Skip;
   std::string format;
   job.data = load_transfer_data(o.data, &format);
+  if (o.resize_auto) o.model.resize = format == "folder" ? ResizeMode::ShorterThenCrop : ResizeMode::Exact;
   job.tm = build_transfer_model(job.model, o.model, job.data.classes, job.ctx.rng());
   job.model.metadata["transfer.mode"] = mode_name(o.mode);
   job.loss = {o.model.binary, o.label_smoothing};

@@ -24,6 +24,7 @@ struct OptimizerOptions {
 struct TransferOptions {
   TransferMode mode = TransferMode::Extract;
   ModelOptions model;
+  bool resize_auto = false;  // model.resize is chosen once the data's format is known
   DataOptions data;
   OptimizerOptions optimizer;
   int64_t epochs = 10, batch_size = 32;

@@ -1,6 +1,9 @@
 // tl transfer end to end, through the built program, on a fixed slice of the real ants/bees images with the real
 // ResNet18 backbone (shared/data/weights/resnet18-miniimagenet.pth), at 112 px so that the file stays fast.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,9 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "engine/error.h"
+#include "engine/model.h"
+#include "layers/models/resnet18.h"
 #include "loaders/npy.h"
 #include "support/run_tool.h"
 #include "support/test_util.h"
+#include "weights/import.h"
 #include "weights/pth.h"
 #include "weights/safetensors.h"
 
@@ -84,6 +91,33 @@ int count_lines(const fs::path& p) {
   int n = 0;
   for (std::string line; std::getline(in, line);) ++n;
   return n;
+}
+
+// 60 train + 20 test 32x32 records of two classes (a bright and a dark pattern) in CIFAR-10's binary format.
+fs::path cifar() {
+  static fs::path dir = [] {
+    fs::path d = scratch().root / "cifar";
+    fs::create_directories(d);
+    auto write_batch = [&](const char* name, int records, int seed) {
+      std::ofstream f(d / name, std::ios::binary);
+      for (int r = 0; r < records; ++r) {
+        uint8_t label = static_cast<uint8_t>(r % 2);
+        f.put(static_cast<char>(label));
+        for (int i = 0; i < 3072; ++i) f.put(static_cast<char>((label ? 180 : 60) + ((i * 7 + r * 13 + seed) % 50)));
+      }
+    };
+    write_batch("data_batch_1.bin", 60, 1);
+    write_batch("test_batch.bin", 20, 2);
+    return d;
+  }();
+  return dir;
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
 }
 
 }  // namespace
@@ -183,19 +217,7 @@ TEST_CASE("tl transfer finetune leaves every frozen tensor and frozen BatchNorm 
 }
 
 TEST_CASE("tl transfer on CIFAR-10 binary batches: val carved from train, test split, two-stage and full") {
-  // 60 train + 20 test 32x32 records of two classes (a bright and a dark pattern), written here in CIFAR's format.
-  fs::path dir = scratch().root / "cifar";
-  fs::create_directories(dir);
-  auto write_batch = [&](const char* name, int records, int seed) {
-    std::ofstream f(dir / name, std::ios::binary);
-    for (int r = 0; r < records; ++r) {
-      uint8_t label = static_cast<uint8_t>(r % 2);
-      f.put(static_cast<char>(label));
-      for (int i = 0; i < 3072; ++i) f.put(static_cast<char>((label ? 180 : 60) + ((i * 7 + r * 13 + seed) % 50)));
-    }
-  };
-  write_batch("data_batch_1.bin", 60, 1);
-  write_batch("test_batch.bin", 20, 2);
+  fs::path dir = cifar();
   std::string common = "--data " + q(dir) + " --image-size 32 --threads 2 --batch-size 16 ";
 
   auto two = tl::test::run_tool("transfer two-stage " + common + "--stage1-epochs 1 --stage2-epochs 1 --unfreeze-from "
@@ -252,4 +274,96 @@ TEST_CASE("tl transfer --help, and usage errors are one clear line") {
   CHECK(bad_head.exit_code != 0);
   CHECK(one_line(bad_head));
   CHECK(bad_head.output.find("unknown token 'relu6'") != std::string::npos);
+}
+
+TEST_CASE("Ctrl-C: tl transfer finishes the batch, saves the best model, history and plots, and exits 130") {
+  fs::path out = scratch().root / "interrupted", log = scratch().root / "interrupted.log";
+  std::string data = cifar().string(), output = out.string();
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execl(TL_TOOL_PATH, "tl", "transfer", "full", "--data", data.c_str(), "--image-size", "32", "--epochs", "1000",
+            "--batch-size", "16", "--threads", "2", "--output", output.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Two finished epochs, then Ctrl-C in the middle of the third.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (read_text(log).find("epoch 2/1000  train") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    ::usleep(50'000);
+  ::usleep(200'000);
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  std::string text = read_text(log);
+  INFO(text);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  CHECK(text.find("interrupted: saved the best model so far, the history and the plots") != std::string::npos);
+  int epochs = 0;
+  for (size_t at = text.find("  train loss "); at != std::string::npos; at = text.find("  train loss ", at + 1)) ++epochs;
+  CHECK(epochs >= 2);
+  CHECK(count_lines(out / "history.csv") == 1 + epochs);
+  tl::SafetensorsFile model = tl::SafetensorsFile::open((out / "model.safetensors").string());
+  CHECK(model.metadata().count("transfer.best_epoch") == 1);
+  for (const char* f : {"history.png", "confusion_val.csv", "confusion_val.png"}) CHECK_MESSAGE(fs::exists(out / f), f);
+  for (auto& e : fs::directory_iterator(out))  // every file was renamed into place: no temporary is left behind
+    CHECK_MESSAGE(e.path().filename().string().find(".tmp") == std::string::npos, e.path().string());
+}
+
+TEST_CASE("import_checkpoint and load_pretrained: container detection, one error listing every mismatch") {
+  fs::path junk = scratch().root / "junk.bin";
+  std::ofstream(junk) << "GIF89a not a checkpoint";
+  try {
+    tl::import_checkpoint(junk.string());
+    FAIL("no error");
+  } catch (const tl::Error& e) {
+    std::string m = e.what();
+    CHECK(m.find(junk.string() + ": not a checkpoint tl can read") == 0);
+    CHECK(m.find("47 49 46 38") != std::string::npos);  // the first bytes, in hex
+  }
+
+  tl::Model model;
+  tl::build_resnet18(model, 2);
+  tl::ImportedCheckpoint c;
+  c.format = "test";
+  c.metadata["source.file"] = "made-up.pth";
+  for (auto& p : model.named_parameters()) c.tensors.push_back({p.name, p.parameter->value.clone()});
+  for (auto& b : model.named_buffers())
+    if (b.name.find("num_batches_tracked") == std::string::npos) c.tensors.push_back({b.name, b.buffer->value.clone()});
+  // A 100-way fc in the file against the model's 2-way head: allowed for the head only.
+  c.tensors.erase(std::remove_if(c.tensors.begin(), c.tensors.end(), [](auto& t) { return t.name.rfind("fc.", 0) == 0; }),
+                  c.tensors.end());
+  c.tensors.push_back({"fc.weight", tl::Tensor::zeros({100, 512})});
+  c.tensors.push_back({"fc.bias", tl::Tensor::zeros({100})});
+  c.tensors[0].value.fill(0.25);  // conv1.weight
+  tl::PretrainedLoadReport report;
+  tl::load_pretrained(model, c, {"fc", "fc.*"}, true, &report);
+  CHECK(model.parameter("conv1.weight").value.item(7) == 0.25);
+  CHECK(report.head_kept == std::vector<std::string>{"fc.weight", "fc.bias"});
+  CHECK(report.absent_counters == 20);  // no num_batches_tracked in the file: set to 0
+  CHECK(report.loaded == 102 - 2);
+
+  // Without the head allowance, and with a missing, an unexpected and a mis-shaped tensor: one error, all listed,
+  // and the model untouched.
+  c.tensors[0].value.fill(0.5);
+  c.tensors.erase(c.tensors.begin() + 1);  // bn1.weight
+  c.tensors.push_back({"layer5.0.conv1.weight", tl::Tensor::zeros({1})});
+  c.tensors[2].value = tl::Tensor::zeros({3});  // bn1.running_mean? whichever: a [3] where the model has another shape
+  std::string name2 = c.tensors[2].name;
+  try {
+    tl::load_pretrained(model, c, {}, false);
+    FAIL("no error");
+  } catch (const tl::Error& e) {
+    std::string m = e.what();
+    INFO(m);
+    CHECK(m.find("made-up.pth: the weights do not fit this resnet18") == 0);
+    CHECK(m.find("missing from the checkpoint (1):\n    bn1.weight") != std::string::npos);
+    CHECK(m.find("unexpected in the checkpoint (1):\n    layer5.0.conv1.weight") != std::string::npos);
+    CHECK(m.find(name2 + ": checkpoint F32[3] vs model F32[") != std::string::npos);
+    CHECK(m.find("fc.weight: checkpoint F32[100,512] vs model F32[2,512]") != std::string::npos);
+  }
+  CHECK(model.parameter("conv1.weight").value.item(7) == 0.25);
 }
