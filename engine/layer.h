@@ -18,6 +18,11 @@ namespace tl {
 
 class Context;
 
+// What a layer's backward says when its forward kept nothing for it.
+inline constexpr const char* kNoSavedActivations =
+    "no saved activations: backward needs a training forward that keeps them (the last forward was an Eval "
+    "forward, or backward already ran)";
+
 enum class Mode { Eval, Train };
 
 class Layer {

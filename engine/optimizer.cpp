@@ -37,7 +37,12 @@ void Optimizer::step(Context& ctx) {
           it = state_.emplace(&p, std::move(fresh)).first;
         }
         ++it->second.step;
-        update(ctx, p, group_lr, it->second);
+        try {
+          update(ctx, p, group_lr, it->second);
+        } catch (...) {
+          --it->second.step;  // a failed update is not a step: bias correction must not drift
+          throw;
+        }
       } catch (const Error& e) {
         throw Error(str(name_, ": parameter '", np.name, "': ", e.what()));
       }

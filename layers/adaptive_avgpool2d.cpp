@@ -13,12 +13,12 @@ Tensor AdaptiveAvgPool2d::forward_impl(Context& ctx, const Tensor& x, Mode mode)
   check_input(*this, x, 4, "[N,C,H,W]");
   Tensor y = Tensor::empty(ctx, {x.size(0), x.size(1), out_h_, out_w_}, x.dtype(), x.device());
   adaptive_avgpool2d_forward(ctx, x, y);
-  if (saves_for_backward(mode)) input_shape_ = x.shape();
+  input_shape_ = saves_for_backward(mode) ? x.shape() : Shape();
   return y;
 }
 
 Tensor AdaptiveAvgPool2d::backward_impl(Context& ctx, const Tensor& dy, bool need_dx) {
-  TL_CHECK(!input_shape_.empty(), "backward without a training forward");
+  TL_CHECK(!input_shape_.empty(), kNoSavedActivations);
   Shape expected = {input_shape_[0], input_shape_[1], out_h_, out_w_};
   TL_CHECK(dy.shape() == expected, "gradient ", shape_str(dy.shape()), " expected ", shape_str(expected));
   Tensor dx;

@@ -11,12 +11,12 @@ Tensor AvgPool2d::forward_impl(Context& ctx, const Tensor& x, Mode mode) {
                pool2d_output_size(x.size(3), params_.kernel_w, params_.stride_w, params_.pad_w)};
   Tensor y = Tensor::empty(ctx, out, x.dtype(), x.device());
   avgpool2d_forward(ctx, x, y, params_);
-  if (saves_for_backward(mode)) input_shape_ = x.shape();
+  input_shape_ = saves_for_backward(mode) ? x.shape() : Shape();
   return y;
 }
 
 Tensor AvgPool2d::backward_impl(Context& ctx, const Tensor& dy, bool need_dx) {
-  TL_CHECK(!input_shape_.empty(), "backward without a training forward");
+  TL_CHECK(!input_shape_.empty(), kNoSavedActivations);
   Tensor dx;
   if (need_dx) {
     dx = Tensor::empty(ctx, input_shape_, dy.dtype(), dy.device());

@@ -34,6 +34,7 @@ bool BasicBlock::plan_backward(bool input_requires_grad) {
 }
 
 Tensor BasicBlock::forward_impl(Context& ctx, const Tensor& x, Mode mode) {
+  relu_out_.set_path(path() + ".relu_out");  // not a child (it has no parameters), so Model never names it
   Tensor main = main_.forward(ctx, x, mode);
   Tensor shortcut = downsample_ ? downsample_->forward(ctx, x, mode) : x;
   TL_CHECK(main.shape() == shortcut.shape(), "residual shapes differ: main ", shape_str(main.shape()), " vs shortcut ",

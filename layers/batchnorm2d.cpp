@@ -53,7 +53,7 @@ Tensor BatchNorm2d::forward_impl(Context& ctx, const Tensor& x, Mode mode) {
 }
 
 Tensor BatchNorm2d::backward_impl(Context& ctx, const Tensor& dy, bool need_dx) {
-  TL_CHECK(x_.defined(), "backward without a training forward");
+  TL_CHECK(x_.defined(), kNoSavedActivations);
   Tensor dx;
   if (need_dx) dx = Tensor::empty_like(ctx, dy);
   // Frozen parameters ask for nothing, so no gradient memory is allocated for them.

@@ -51,7 +51,7 @@ Tensor Conv2d::forward_impl(Context& ctx, const Tensor& x, Mode mode) {
 }
 
 Tensor Conv2d::backward_impl(Context& ctx, const Tensor& dy, bool need_dx) {
-  TL_CHECK(saved_, "backward without a training forward");
+  TL_CHECK(saved_, kNoSavedActivations);
   bool bias_trains = bias && bias->trainable();
   if (weight.trainable()) {
     TL_CHECK(x_.defined(), "weight made trainable between forward and backward: its input was not kept");

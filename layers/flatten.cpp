@@ -13,12 +13,12 @@ Shape flattened(const Shape& shape) {
 
 Tensor Flatten::forward_impl(Context&, const Tensor& x, Mode mode) {
   TL_CHECK(x.dim() >= 2, "expected an input of at least 2 dims [N, ...], got ", x.describe());
-  if (saves_for_backward(mode)) input_shape_ = x.shape();
+  input_shape_ = saves_for_backward(mode) ? x.shape() : Shape();
   return x.reshape(flattened(x.shape()));
 }
 
 Tensor Flatten::backward_impl(Context&, const Tensor& dy, bool need_dx) {
-  TL_CHECK(!input_shape_.empty(), "backward without a training forward");
+  TL_CHECK(!input_shape_.empty(), kNoSavedActivations);
   Shape expected = flattened(input_shape_);
   TL_CHECK(dy.shape() == expected, "gradient ", shape_str(dy.shape()), " expected ", shape_str(expected));
   Tensor dx;

@@ -12,15 +12,14 @@ Tensor MaxPool2d::forward_impl(Context& ctx, const Tensor& x, Mode mode) {
   Tensor y = Tensor::empty(ctx, out, x.dtype(), x.device());
   Tensor indices = Tensor::empty(ctx, out, DType::I64, x.device());
   maxpool2d_forward(ctx, x, y, indices, params_);
-  if (saves_for_backward(mode)) {
-    indices_ = indices;
-    input_shape_ = x.shape();
-  }
+  bool keep = saves_for_backward(mode);
+  indices_ = keep ? indices : Tensor();
+  input_shape_ = keep ? x.shape() : Shape();
   return y;
 }
 
 Tensor MaxPool2d::backward_impl(Context& ctx, const Tensor& dy, bool need_dx) {
-  TL_CHECK(indices_.defined(), "backward without a training forward");
+  TL_CHECK(indices_.defined(), kNoSavedActivations);
   Tensor dx;
   if (need_dx) {
     dx = Tensor::empty(ctx, input_shape_, dy.dtype(), dy.device());

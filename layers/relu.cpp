@@ -7,12 +7,12 @@ namespace tl {
 Tensor ReLU::forward_impl(Context& ctx, const Tensor& x, Mode mode) {
   Tensor y = Tensor::empty_like(ctx, x);
   relu_forward(ctx, x, y);
-  if (saves_for_backward(mode)) y_ = y;
+  y_ = saves_for_backward(mode) ? y : Tensor();
   return y;
 }
 
 Tensor ReLU::backward_impl(Context& ctx, const Tensor& dy, bool need_dx) {
-  TL_CHECK(y_.defined(), "backward without a training forward");
+  TL_CHECK(y_.defined(), kNoSavedActivations);
   Tensor dx;
   if (need_dx) {
     dx = Tensor::empty_like(ctx, dy);

@@ -168,5 +168,12 @@ TEST_CASE("a shape mismatch between layers names the layer and both shapes") {
 TEST_CASE("an inference forward keeps no activations for backward") {
   Fixture f;
   Tensor logits = f.model.forward(f.ctx, f.input(), Mode::Eval);
-  CHECK_THROWS(f.model.backward(f.ctx, logits));
+  CHECK_THROWS_WITH(f.model.backward(f.ctx, logits), doctest::Contains("no saved activations"));
+  // An Eval forward after a training forward drops what the training forward kept, in every layer.
+  f.model.forward(f.ctx, f.input(), Mode::Train);
+  logits = f.model.forward(f.ctx, f.input(), Mode::Eval);
+  CHECK_THROWS_WITH(f.model.backward(f.ctx, logits), doctest::Contains("no saved activations"));
+  Layer* inner_relu = f.model.find_layer("block.relu");
+  REQUIRE(inner_relu != nullptr);
+  CHECK_THROWS_WITH(inner_relu->backward(f.ctx, Tensor::zeros({1}), true), doctest::Contains("no saved activations"));
 }

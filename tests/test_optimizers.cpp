@@ -319,3 +319,18 @@ TEST_CASE("optimizer options are validated and update errors name the parameter"
                     "sgd: parameter 'fc.weight': sgd_update: momentum_buffer: tensors differ in device or dtype: "
                     "F32[3] cpu vs F64[3] cpu");
 }
+
+TEST_CASE("a failed update does not count as a step") {
+  Context ctx;
+  Parameter p("w", Tensor::from_vector({2}, std::vector<float>{1.0f, -1.0f}));
+  p.grad(ctx).fill(0.5);
+  auto adam = make_adam({});
+  adam->add_group({{"w", &p}}, 0.1);
+  adam->step(ctx);
+  REQUIRE(adam->state(p) != nullptr);
+  CHECK(adam->state(p)->step == 1);
+  convert_parameter_dtype(p, DType::F64);  // state stays F32: the next update must fail
+  p.grad(ctx).fill(0.5);
+  CHECK_THROWS_WITH(adam->step(ctx), doctest::Contains("parameter 'w'"));
+  CHECK(adam->state(p)->step == 1);
+}
