@@ -10,13 +10,9 @@
 #include "engine/error.h"
 
 #ifdef TL_HAVE_HDF5
-#include <hdf5.h>
-#include <sys/stat.h>
-
-#include <cerrno>
-#include <cstring>
-#include <mutex>
 #include <utility>
+
+#include "weights/hdf5_file.h"
 #endif
 
 namespace tl {
@@ -179,213 +175,57 @@ std::vector<ImportedTensor> convert_vgg16(const std::string& path, const std::ve
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// libhdf5 access. The library is not thread-safe in Debian's serial build: one reader at a time.
-
-std::mutex g_hdf5_mutex;
-
-// An HDF5 identifier closed at scope exit.
-class Hid {
- public:
-  Hid(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  Hid(Hid&& other) noexcept : id_(std::exchange(other.id_, H5I_INVALID_HID)), close_(other.close_) {}
-  Hid& operator=(Hid&& other) noexcept {
-    std::swap(id_, other.id_);
-    std::swap(close_, other.close_);
-    return *this;
-  }
-  Hid(const Hid&) = delete;
-  Hid& operator=(const Hid&) = delete;
-  ~Hid() {
-    if (id_ >= 0) close_(id_);
-  }
-  bool valid() const { return id_ >= 0; }
-  operator hid_t() const { return id_; }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
-};
-
-// Turns libhdf5's automatic error-stack printing off while the reader runs; restores the caller's handler.
-class QuietHdf5 {
- public:
-  QuietHdf5() {
-    H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  }
-  ~QuietHdf5() { H5Eset_auto2(H5E_DEFAULT, func_, data_); }
-
- private:
-  H5E_auto2_t func_ = nullptr;
-  void* data_ = nullptr;
-};
-
-// The innermost libhdf5 error message (where the failure was detected), then clears the stack. With `context`,
-// prefixed by the message just below the API call ("unable to read superblock: ..."), when they differ.
-std::string hdf5_detail(bool context = false) {
-  std::vector<std::string> stack;  // API call first, innermost last
-  H5Ewalk2(
-      H5E_DEFAULT, H5E_WALK_DOWNWARD,
-      [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
-        static_cast<std::vector<std::string>*>(out)->push_back(e->desc != nullptr ? e->desc : "");
-        return 0;
-      },
-      &stack);
-  H5Eclear2(H5E_DEFAULT);
-  if (stack.empty() || stack.back().empty()) return "no detail";
-  if (context && stack.size() > 2) return stack[1] + ": " + stack.back();
-  return stack.back();
-}
-
-bool has_attribute(hid_t object, const std::string& name) { return H5Aexists(object, name.c_str()) > 0; }
-
-// A string attribute as a list: fixed- or variable-length strings, any shape; an empty attribute of any type
-// (Keras writes `[]`, an empty float64 array, for a layer without weights) is an empty list.
-std::vector<std::string> read_strings(const std::string& path, hid_t object, const std::string& name,
-                                      const std::string& owner) {
-  Hid attr(H5Aopen(object, name.c_str(), H5P_DEFAULT), H5Aclose);
-  if (!attr.valid()) fail(path, "cannot open attribute '", name, "' of ", owner, " (libhdf5: ", hdf5_detail(), ")");
-  Hid space(H5Aget_space(attr), H5Sclose);
-  Hid type(H5Aget_type(attr), H5Tclose);
-  if (!space.valid() || !type.valid()) fail(path, "attribute '", name, "' of ", owner, ": ", hdf5_detail());
-  const hssize_t n = H5Sget_simple_extent_type(space) == H5S_NULL ? 0 : H5Sget_simple_extent_npoints(space);
-  if (n < 0) fail(path, "attribute '", name, "' of ", owner, ": ", hdf5_detail());
-  if (n == 0) return {};
-  if (H5Tget_class(type) != H5T_STRING)
-    fail(path, "attribute '", name, "' of ", owner, " holds ", n, " non-string values; expected layer or weight names");
-  std::vector<std::string> result;
-  if (H5Tis_variable_str(type) > 0) {
-    Hid memory(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(memory, H5T_VARIABLE);
-    H5Tset_cset(memory, H5Tget_cset(type));
-    std::vector<char*> strings(static_cast<size_t>(n), nullptr);
-    if (H5Aread(attr, memory, strings.data()) < 0)
-      fail(path, "cannot read attribute '", name, "' of ", owner, " (libhdf5: ", hdf5_detail(), ")");
-    for (const char* s : strings) result.emplace_back(s != nullptr ? s : "");
-#if H5_VERSION_GE(1, 12, 0)
-    H5Treclaim(memory, space, H5P_DEFAULT, strings.data());
-#else
-    H5Dvlen_reclaim(memory, space, H5P_DEFAULT, strings.data());
-#endif
-  } else {
-    const size_t size = H5Tget_size(type);
-    if (size == 0) fail(path, "attribute '", name, "' of ", owner, ": ", hdf5_detail());
-    Hid memory(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(memory, size);
-    H5Tset_strpad(memory, H5T_STR_NULLPAD);  // space-padded strings come back NUL-padded
-    H5Tset_cset(memory, H5Tget_cset(type));
-    std::vector<char> bytes(static_cast<size_t>(n) * size);
-    if (H5Aread(attr, memory, bytes.data()) < 0)
-      fail(path, "cannot read attribute '", name, "' of ", owner, " (libhdf5: ", hdf5_detail(), ")");
-    for (hssize_t i = 0; i < n; ++i) {
-      const char* s = bytes.data() + static_cast<size_t>(i) * size;
-      result.emplace_back(s, strnlen(s, size));
-    }
-  }
-  return result;
-}
+// The Keras file layout, read through weights/hdf5_file.h.
 
 // Keras' load_attributes_from_hdf5_group: `name`, or when it was too big for one object header the chunks
 // name0, name1, ... concatenated. `found` (when given) says whether any of them exists.
 std::vector<std::string> read_name_list(const std::string& path, hid_t object, const std::string& name,
                                         const std::string& owner, bool* found = nullptr) {
   if (found != nullptr) *found = true;
-  if (has_attribute(object, name)) return read_strings(path, object, name, owner);
+  if (hdf5::has_attribute(object, name)) return hdf5::read_strings(path, object, name, owner);
   std::vector<std::string> result;
   int chunk = 0;
-  for (; has_attribute(object, name + std::to_string(chunk)); ++chunk) {
-    std::vector<std::string> part = read_strings(path, object, name + std::to_string(chunk), owner);
+  for (; hdf5::has_attribute(object, name + std::to_string(chunk)); ++chunk) {
+    std::vector<std::string> part = hdf5::read_strings(path, object, name + std::to_string(chunk), owner);
     result.insert(result.end(), part.begin(), part.end());
   }
   if (found != nullptr) *found = chunk > 0;
   return result;
 }
 
-std::string dtype_name(hid_t type) {
-  const size_t bits = H5Tget_size(type) * 8;
-  switch (H5Tget_class(type)) {
-    case H5T_FLOAT: return str("float", bits);
-    case H5T_INTEGER: return str(H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int", bits);
-    case H5T_STRING: return "string";
-    case H5T_COMPOUND: return "compound";
-    default: return "a non-numeric HDF5 type";
-  }
-}
-
-// One weight dataset, checked to be float32 and of a sane size, read as native floats.
+// One weight, the dataset <layer group>/<weight name>.
 RawWeight read_weight(const std::string& path, uint64_t file_bytes, hid_t group, const std::string& dataset,
                       const std::string& weight_name, const std::string& layer) {
   if (weight_name.empty() || weight_name[0] == '/')
     fail(path, "layer '", layer, "' lists weight name '", weight_name, "', which is not a path inside its group");
-  Hid dset(H5Dopen2(group, weight_name.c_str(), H5P_DEFAULT), H5Dclose);
+  hdf5::Hid dset = hdf5::open_dataset(group, weight_name);
   if (!dset.valid())
     fail(path, "layer '", layer, "' lists weight '", weight_name, "' but dataset '", dataset,
-         "' cannot be opened (libhdf5: ", hdf5_detail(), ")");
-  Hid type(H5Dget_type(dset), H5Tclose);
-  Hid space(H5Dget_space(dset), H5Sclose);
-  if (!type.valid() || !space.valid()) fail(path, "dataset '", dataset, "': ", hdf5_detail());
-  if (H5Tequal(type, H5T_IEEE_F32LE) <= 0 && H5Tequal(type, H5T_IEEE_F32BE) <= 0)
-    fail(path, "dataset '", dataset, "' (layer '", layer, "') has dtype ", dtype_name(type),
-         "; expected float32");
-  const int rank = H5Sget_simple_extent_ndims(space);
-  if (rank < 0 || rank > 8) fail(path, "dataset '", dataset, "' has an unreadable or absurd rank ", rank);
-  std::vector<hsize_t> dims(static_cast<size_t>(rank));
-  H5Sget_simple_extent_dims(space, dims.data(), nullptr);
-  Shape shape;
-  uint64_t bytes = sizeof(float);
-  for (hsize_t d : dims) {
-    if (d != 0 && bytes > (uint64_t{1} << 40) / d) fail(path, "dataset '", dataset, "' is absurdly large");
-    bytes *= d;
-    shape.push_back(static_cast<int64_t>(d));
-  }
-  // Unfiltered (contiguous) data is stored as is: a header claiming more bytes than the file holds is corrupt.
-  Hid plist(H5Dget_create_plist(dset), H5Pclose);
-  if (plist.valid() && H5Pget_layout(plist) == H5D_CONTIGUOUS && bytes > file_bytes)
-    fail(path, "dataset '", dataset, "' declares shape ", shape_str(shape), " (", bytes,
-         " bytes), more than the whole file (", file_bytes, " bytes)");
-  RawWeight weight{dataset, Tensor::empty(shape)};
-  if (weight.value.numel() > 0 &&
-      H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, weight.value.data<float>()) < 0)
-    fail(path, "cannot read dataset '", dataset, "' (libhdf5: ", hdf5_detail(), ")");
-  return weight;
+         "' cannot be opened (libhdf5: ", hdf5::error_detail(), ")");
+  return {dataset, hdf5::read_float32(path, file_bytes, dset, dataset, str("layer '", layer, "'"))};
 }
 
 // The optional scalar string attributes Keras records (keras_version, backend).
 void read_info(const std::string& path, hid_t object, const std::string& owner, const char* attribute,
                const char* key, std::map<std::string, std::string>& metadata) {
-  if (metadata.count(key) != 0 || !has_attribute(object, attribute)) return;
-  std::vector<std::string> value = read_strings(path, object, attribute, owner);
+  if (metadata.count(key) != 0 || !hdf5::has_attribute(object, attribute)) return;
+  std::vector<std::string> value = hdf5::read_strings(path, object, attribute, owner);
   if (value.size() == 1) metadata[key] = value[0];
 }
 
 ImportedCheckpoint read_locked(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) fail(path, "cannot open: ", std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
-#if H5_VERSION_GE(1, 12, 0)
-  const htri_t is_hdf5 = H5Fis_accessible(path.c_str(), H5P_DEFAULT);
-#else
-  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
-#endif
-  if (is_hdf5 == 0) fail(path, "not an HDF5 file (no HDF5 signature); expected Keras .h5 weights");
-  if (is_hdf5 < 0) fail(path, "cannot open as HDF5 (libhdf5: ", hdf5_detail(), ")");
-  Hid file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  if (!file.valid()) {
-    const std::string detail = hdf5_detail(true);
-    if (detail.find("truncated") != std::string::npos) fail(path, "the HDF5 file is truncated (libhdf5: ", detail, ")");
-    fail(path, "libhdf5 cannot open the file (", detail, ")");
-  }
+  hdf5::File file = hdf5::open_file(path);
 
   // A weights-only file has layer_names at the root; a full-model file (model.save) under model_weights.
   bool found = false;
   std::string prefix;  // of every dataset path in messages
-  Hid weights(H5Gopen2(file, "/", H5P_DEFAULT), H5Gclose);
+  hdf5::Hid weights = hdf5::open_group(file.id, "/");
   std::vector<std::string> layer_names = read_name_list(path, weights, "layer_names", "the root group", &found);
   if (!found) {
-    if (H5Lexists(file, "model_weights", H5P_DEFAULT) <= 0)
+    if (!hdf5::has_link(file.id, "model_weights"))
       fail(path, "no 'layer_names' attribute at the root and no 'model_weights' group: not a Keras weights file");
-    weights = Hid(H5Gopen2(file, "model_weights", H5P_DEFAULT), H5Gclose);
-    if (!weights.valid()) fail(path, "'model_weights' is not a group (libhdf5: ", hdf5_detail(), ")");
+    weights = hdf5::open_group(file.id, "model_weights");
+    if (!weights.valid()) fail(path, "'model_weights' is not a group (libhdf5: ", hdf5::error_detail(), ")");
     prefix = "model_weights/";
     layer_names = read_name_list(path, weights, "layer_names", "group 'model_weights'", &found);
     if (!found) fail(path, "group 'model_weights' has no 'layer_names' attribute: not a Keras model file");
@@ -394,14 +234,14 @@ ImportedCheckpoint read_locked(const std::string& path) {
   // Walk layer_names: every layer with weights must be a VGG16 layer, each at most once.
   std::vector<RawLayer> layers;
   std::vector<size_t> slot_of;
-  std::vector<Hid> groups;
+  std::vector<hdf5::Hid> groups;
   for (const std::string& name : layer_names) {
     if (name.empty() || name.find('/') != std::string::npos || name == ".")
       fail(path, "layer name '", name, "' in layer_names is not a group name");
-    if (H5Lexists(weights, name.c_str(), H5P_DEFAULT) <= 0)
+    if (!hdf5::has_link(weights, name))
       fail(path, "layer '", name, "' is listed in layer_names but group '", prefix, name, "' does not exist");
-    Hid group(H5Gopen2(weights, name.c_str(), H5P_DEFAULT), H5Gclose);
-    if (!group.valid()) fail(path, "'", prefix, name, "' is not a group (libhdf5: ", hdf5_detail(), ")");
+    hdf5::Hid group = hdf5::open_group(weights, name);
+    if (!group.valid()) fail(path, "'", prefix, name, "' is not a group (libhdf5: ", hdf5::error_detail(), ")");
     // Absent or empty for layers without weights (input, pooling, flatten), as Keras' loader reads it.
     std::vector<std::string> weight_names =
         read_name_list(path, group, "weight_names", str("group '", prefix, name, "'"));
@@ -433,7 +273,7 @@ ImportedCheckpoint read_locked(const std::string& path) {
          include_top ? " and, with its top, fc1, fc2 and predictions" : "");
 
   // Every layer is known and present: now read the data.
-  const uint64_t file_bytes = static_cast<uint64_t>(st.st_size);
+  const uint64_t file_bytes = file.bytes;
   for (size_t i = 0; i < layers.size(); ++i)
     for (const std::string& weight_name : layers[i].weight_names)
       layers[i].weights.push_back(read_weight(path, file_bytes, groups[i], prefix + layers[i].name + "/" + weight_name,
@@ -452,7 +292,7 @@ ImportedCheckpoint read_locked(const std::string& path) {
   meta["preprocessing.std"] = "1,1,1";
   meta["preprocessing.resize"] = "256";
   meta["preprocessing.crop"] = "224";
-  Hid root(H5Gopen2(file, "/", H5P_DEFAULT), H5Gclose);
+  hdf5::Hid root = hdf5::open_group(file.id, "/");
   const std::string owner = prefix.empty() ? "the root group" : "group 'model_weights'";
   for (const auto& [object, name] : {std::pair<hid_t, std::string>(weights, owner), {root, "the root group"}}) {
     read_info(path, object, name, "keras_version", "keras.version", meta);
@@ -464,8 +304,7 @@ ImportedCheckpoint read_locked(const std::string& path) {
 }  // namespace
 
 ImportedCheckpoint read_keras_vgg16_h5(const std::string& path) {
-  std::lock_guard<std::mutex> lock(g_hdf5_mutex);
-  QuietHdf5 quiet;
+  hdf5::Session session;
   return read_locked(path);
 }
 
