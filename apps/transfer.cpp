@@ -117,6 +117,8 @@ TransferOptions parse_options(const Args& args) {
   TL_CHECK(opt.lr > 0, "transfer: --lr must be positive");
   TL_CHECK(opt.decay == 0 || opt.name == "sgd", "transfer: --decay (Keras time decay) works with --optimizer sgd");
 
+  TL_CHECK(o.mode != TransferMode::TwoStage || args.get("epochs").empty(),
+           "transfer: two-stage takes --stage1-epochs and --stage2-epochs, not --epochs");
   o.epochs = args.get("epochs").empty() ? (extract ? 100 : 10) : args.get_int("epochs");
   o.batch_size = args.get_int("batch-size");
   TL_CHECK(o.epochs > 0 && o.batch_size > 0, "transfer: --epochs and --batch-size must be positive");
@@ -198,7 +200,7 @@ int run_transfer(int argc, char** argv) {
                                 "exact for CIFAR-10 and IDX (whole small images)")
       .option("head", "", "new head: hidden widths and options, e.g. '256,dropout=0.5' or 'append' (empty: one Linear)")
       .flag("binary", "one sigmoid output with binary cross-entropy (two classes only)")
-      .option("epochs", "", "epochs (default: extract 100, finetune/full 10)")
+      .option("epochs", "", "epochs (default: extract 100, finetune/full 10; two-stage: see --stage1-epochs)")
       .option("batch-size", "32", "images (or feature rows) per step")
       .option("optimizer", "", "sgd | adam | adamw | rmsprop (default: extract adam, else sgd)")
       .option("lr", "", "learning rate (default: sgd 0.01, others 0.001)")

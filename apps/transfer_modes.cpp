@@ -39,6 +39,7 @@ struct Job {
   LossSpec loss;
   BadFilePolicy policy = BadFilePolicy::Skip;
   EvalResult best_val;  // the evaluation of the best epoch (its confusion matrix is written at the end)
+  std::unique_ptr<BatchLoader> test_loader;  // image modes: the test split, evaluated once with the best weights
 
   int64_t num_classes() const { return static_cast<int64_t>(data.classes.size()); }
   BatchLoader::Transform eval_transform_fn() const {
@@ -209,11 +210,11 @@ bool run_extract(Job& job, TrainingRun& run, EvalResult* test) {
 // ---- finetune / two-stage / full: images through the model.
 
 struct ImageLoaders {
-  std::unique_ptr<BatchLoader> train, val, test;
+  std::unique_ptr<BatchLoader> train, val;
 };
 
 bool run_image_epochs(Job& job, TrainingRun& run, ImageLoaders& loaders, int64_t first_epoch, int64_t epochs,
-                      int64_t total_epochs, double lr, EvalResult* test) {
+                      int64_t total_epochs, double lr) {
   const TransferOptions& o = job.o;
   auto optimizer = make_optimizer(o.optimizer, job.model, lr);
   for (int64_t e = 0; e < epochs; ++e) {
@@ -229,18 +230,12 @@ bool run_image_epochs(Job& job, TrainingRun& run, ImageLoaders& loaders, int64_t
     if (va.interrupted) return false;
     run.end_epoch({epoch, tr.loss, tr.accuracy, va.loss, va.accuracy, epoch_lr, seconds_since(start)}, total_epochs,
                   tr.images_per_second);
-    if (run.best_epoch() == epoch) {
-      job.best_val = va;
-      if (loaders.test) {
-        *test = evaluate(job.ctx, job.model, *loaders.test, job.num_classes(), job.loss, "test");
-        if (test->interrupted) return false;
-      }
-    }
+    if (run.best_epoch() == epoch) job.best_val = va;
   }
   return true;
 }
 
-bool run_images(Job& job, TrainingRun& run, EvalResult* test) {
+bool run_images(Job& job, TrainingRun& run) {
   const TransferOptions& o = job.o;
   ImageLoaders loaders;
   loaders.train = std::make_unique<BatchLoader>(job.data.train, o.batch_size, true, o.seed, o.workers,
@@ -248,26 +243,26 @@ bool run_images(Job& job, TrainingRun& run, EvalResult* test) {
   loaders.val = std::make_unique<BatchLoader>(job.data.val, o.batch_size, false, o.seed, o.workers,
                                               job.eval_transform_fn(), job.policy);
   if (!job.data.test.examples.empty())
-    loaders.test = std::make_unique<BatchLoader>(job.data.test, o.batch_size, false, o.seed, o.workers,
+    job.test_loader = std::make_unique<BatchLoader>(job.data.test, o.batch_size, false, o.seed, o.workers,
                                                  job.eval_transform_fn(), job.policy);
   if (o.mode == TransferMode::Finetune)
     select_trainable(job.model, job.tm, o.train_globs, o.unfreeze_from, o.train_last);
   if (o.mode != TransferMode::TwoStage) {
     std::printf("trainable %s\n", trainable_summary(job.model).c_str());
     run.track_trainable();
-    return run_image_epochs(job, run, loaders, 1, o.epochs, o.epochs, o.optimizer.lr, test);
+    return run_image_epochs(job, run, loaders, 1, o.epochs, o.epochs, o.optimizer.lr);
   }
   int64_t total = o.stage1_epochs + o.stage2_epochs;
   train_head_only(job.model, job.tm);
   std::printf("stage 1: %lld epochs at lr %g; trainable %s\n", static_cast<long long>(o.stage1_epochs),
               o.optimizer.lr, trainable_summary(job.model).c_str());
   run.track_trainable();
-  if (!run_image_epochs(job, run, loaders, 1, o.stage1_epochs, total, o.optimizer.lr, test)) return false;
+  if (!run_image_epochs(job, run, loaders, 1, o.stage1_epochs, total, o.optimizer.lr)) return false;
   select_trainable(job.model, job.tm, "", o.unfreeze_from, 0);
   run.track_trainable();
   std::printf("stage 2: %lld epochs at lr %g; trainable %s\n", static_cast<long long>(o.stage2_epochs), o.stage2_lr,
               trainable_summary(job.model).c_str());
-  return run_image_epochs(job, run, loaders, o.stage1_epochs + 1, o.stage2_epochs, total, o.stage2_lr, test);
+  return run_image_epochs(job, run, loaders, o.stage1_epochs + 1, o.stage2_epochs, total, o.stage2_lr);
 }
 
 void print_header(Job& job, const std::string& format) {
@@ -314,13 +309,15 @@ int run_transfer_job(const TransferOptions& given) {
   EvalResult test;
   bool completed;
   try {
-    completed = o.mode == TransferMode::Extract ? run_extract(job, run, &test) : run_images(job, run, &test);
+    completed = o.mode == TransferMode::Extract ? run_extract(job, run, &test) : run_images(job, run);
   } catch (const Interrupted&) {
     std::printf("interrupted during feature extraction: nothing trained, nothing saved (cached features are kept "
                 "only for finished splits)\n");
     return 130;
   }
-  std::string model_path = run.finish(!completed);
+  std::string model_path = run.finish(!completed);  // the best weights are back in the model
+  if (completed && run.has_best() && job.test_loader)
+    test = evaluate(job.ctx, job.model, *job.test_loader, job.num_classes(), job.loss, "test");
   std::vector<std::string> written = {model_path, run.path("history.csv"), run.path("history.png")};
   if (run.has_best()) {
     report::write_confusion_csv(run.path("confusion_val.csv"), job.data.classes, job.best_val.confusion);
