@@ -105,7 +105,10 @@ FeatureSet extract_split(Job& job, FeatureCache& cache, const BaseAndHead& bh, c
   int64_t recomputed = 0, decoded = 0;
   std::unique_ptr<ProgressBar> bar;
   auto compute = [&](const std::vector<int64_t>& indices) -> Tensor {
-    if (!bar) bar = std::make_unique<ProgressBar>(str("features ", split), (n + kFeatureCacheChunk - 1) / kFeatureCacheChunk);
+    if (!bar) {  // batches if every row is computed: the cache hands out chunks of kFeatureCacheChunk rows
+      int64_t b = job.o.batch_size, per_chunk = (kFeatureCacheChunk + b - 1) / b, rest = n % kFeatureCacheChunk;
+      bar = std::make_unique<ProgressBar>(str("features ", split), n / kFeatureCacheChunk * per_chunk + (rest + b - 1) / b);
+    }
     Dataset sub;
     sub.classes = d.classes;
     for (int64_t i : indices) sub.examples.push_back(d.examples[static_cast<size_t>(i)]);
@@ -121,10 +124,10 @@ FeatureSet extract_split(Job& job, FeatureCache& cache, const BaseAndHead& bh, c
       for (size_t r = 0; r < batch.indices.size(); ++r)
         std::copy(f.data<float>() + r * width, f.data<float>() + (r + 1) * width,
                   out.data<float>() + batch.indices[r] * width);
+      bar->step(static_cast<int64_t>(batch.indices.size()));
       if (interrupt_requested()) throw Interrupted{};
     }
     decoded += loader.decoded_count();
-    bar->step(static_cast<int64_t>(indices.size()));
     return out;
   };
   Tensor features = cache.get(d, split, compute, &recomputed);

@@ -23,6 +23,7 @@
 #include "support/run_tool.h"
 #include "support/test_util.h"
 #include "weights/import.h"
+#include "weights/keras_h5.h"
 #include "weights/pth.h"
 #include "weights/safetensors.h"
 
@@ -366,4 +367,46 @@ TEST_CASE("import_checkpoint and load_pretrained: container detection, one error
     CHECK(m.find("fc.weight: checkpoint F32[100,512] vs model F32[2,512]") != std::string::npos);
   }
   CHECK(model.parameter("conv1.weight").value.item(7) == 0.25);
+}
+
+TEST_CASE("import_checkpoint reads every container by its first bytes, with torchvision names and metadata") {
+  fs::path fixtures = fs::path(tl::test::source_dir()) / "tests" / "fixtures";
+  fs::path ref = fixtures / "pth" / "reduced_ref.safetensors";
+  if (fs::exists(ref)) {
+    tl::SafetensorsFile expected = tl::SafetensorsFile::open(ref.string());
+    for (auto [file, format] : {std::pair<std::string, std::string>{"reduced_zip.pth", "pth-zip"},
+                                {"reduced_legacy.pth", "pth-legacy"}, {"reduced_tar.pth", "pth-tar"}}) {
+      INFO(file);
+      tl::ImportedCheckpoint c = tl::import_checkpoint((fixtures / "pth" / file).string());
+      CHECK(c.format == format);
+      CHECK(c.metadata.at("source.format") == format);
+      CHECK(c.metadata.at("source.file") == file);
+      CHECK(c.metadata.count("architecture") == 0);  // one block per stage: not a ResNet18, so not inferred as one
+      CHECK(c.metadata.at("preprocessing.color") == "RGB");  // a .pth is torchvision's convention
+      REQUIRE(c.tensors.size() == expected.entries().size());
+      for (const tl::ImportedTensor& t : c.tensors) CHECK(tl::test::bit_identical(t.value, expected.read(t.name)));
+    }
+    tl::ImportedCheckpoint s = tl::import_checkpoint(ref.string());
+    CHECK(s.format == "safetensors");
+    CHECK(s.tensors.size() == expected.entries().size());
+  } else {
+    MESSAGE("tests/fixtures/pth not present: .pth container checks skipped");
+  }
+  if (tl::keras_h5_supported()) {
+    tl::ImportedCheckpoint k = tl::import_checkpoint((fixtures / "keras" / "vgg16_notop_keras2.h5").string());
+    CHECK(k.format == "keras-h5");
+    CHECK(k.metadata.at("architecture") == "vgg16");
+    CHECK(k.metadata.at("include_top") == "false");
+    CHECK(k.metadata.at("preprocessing.color") == "BGR");  // Keras' caffe mode, from the reader
+    CHECK(k.tensors.front().name == "features.0.weight");
+  }
+  std::string shared = tl::test::shared_data_dir();
+  if (!shared.empty()) {  // a real torchvision file cut short: named, with the byte counts
+    try {
+      tl::import_checkpoint(shared + "/weights/resnet18-f37072fd.truncated.pth");
+      FAIL("no error");
+    } catch (const tl::Error& e) {
+      CHECK(std::string(e.what()).find("is truncated") != std::string::npos);
+    }
+  }
 }
