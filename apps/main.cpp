@@ -1,8 +1,11 @@
 // tl: one program, one subcommand per job.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
+
+#include <unistd.h>
 
 #include "apps/commands.h"
 
@@ -30,7 +33,18 @@ void print_usage() {
 
 }  // namespace
 
+// OpenMP threads that spin while idle starve everything else sharing the cores (our image-decoding threads, other
+// processes): measured 6.6x slower training on a loaded 2-core machine. libgomp reads OMP_WAIT_POLICY when it
+// loads, before main, so the only way to choose it from inside is to run ourselves again with it set. A user's own
+// setting wins.
+void prefer_passive_openmp_waits(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: then go on with the default policy
+}
+
 int main(int argc, char** argv) {
+  prefer_passive_openmp_waits(argv);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     print_usage();
     return argc < 2 ? 2 : 0;
