@@ -2,7 +2,7 @@
 """Writes the hand-made seed inputs of the fuzz targets into fuzz/corpus/<target>/seed-*.
 
 Deterministic: running it again rewrites the same bytes. Needs Debian's /usr/bin/python3 with
-python3-torch (for the pickle seeds). Inputs that libFuzzer found and `scripts/fuzz.sh` merged in
+python3-torch (for the pickle and pth seeds). Inputs that libFuzzer found and `scripts/fuzz.sh` merged in
 (hash-named files next to these) are not touched.
 
     /usr/bin/python3 fuzz/make_seeds.py
@@ -171,6 +171,144 @@ def pickle_seeds():
     write("pickle", "self-referencing-list", pickle.dumps(cyclic, protocol=2))
 
 
+# ---------------------------------------------------------------- whole .pth checkpoints
+FIXTURES = os.path.join(ROOT, "..", "tests", "fixtures")
+REAL_HEAD_BYTES = 65536  # the pth target's -max_len: the real files' pickles lie in their first 64 KiB
+
+
+def pth_seeds():
+    import shutil
+    import sys
+    import torch
+
+    # The test fixtures (every layout, views, float16/bfloat16/integer storages, zip64, a bomb, os.system).
+    for name in sorted(os.listdir(os.path.join(FIXTURES, "pth"))):
+        if name.endswith(".pth"):
+            shutil.copyfile(os.path.join(FIXTURES, "pth", name), _seed_path("pth", "fixture-" + name))
+    shutil.copyfile(os.path.join(FIXTURES, "pickle", "state_dict_legacy.pth"),
+                    _seed_path("pth", "fixture-state_dict_legacy.pth"))
+    # The head of each real checkpoint: the zip without its central directory, the 2017 tar cut in 'storages'.
+    for name in sorted(os.listdir(WEIGHTS)):
+        if name.endswith(".pth"):
+            with open(os.path.join(WEIGHTS, name), "rb") as f:
+                write("pth", "real-head64k-" + name, f.read(REAL_HEAD_BYTES))
+
+    sys.path.insert(0, FIXTURES)
+    import make_pth_fixtures as fixtures  # its torch-exact legacy and tar writers
+
+    torch.manual_seed(0)
+    w = torch.randn(2, 3)
+    state = collections.OrderedDict([
+        ("w", w), ("w.t", w.t()), ("n", torch.tensor(3)), ("h", torch.tensor([1.5, -2.0, 65504.0], dtype=torch.float16)),
+        ("d", torch.tensor([0.25, -1.0], dtype=torch.float64)), ("u", torch.tensor([0, 255], dtype=torch.uint8)),
+    ])
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # miniz: data descriptors, a ZIP64 end record
+    small_zip = buffer.getvalue()
+    write("pth", "small-zip", small_zip)
+    with zipfile.ZipFile(io.BytesIO(small_zip)) as z:
+        entries = [(i.filename, z.read(i)) for i in z.infolist()]
+        central, last_entry = z.start_dir, z.infolist()[-1].header_offset
+    write("pth", "small-zip-no-central-directory", small_zip[:central])  # found by scanning for descriptors
+    write("pth", "small-zip-cut-in-last-entry", small_zip[:last_entry + 70])
+    # The same entries with their sizes in the local headers (Python's zipfile, no data descriptors), whole and cut.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as z:
+        for name, data in entries:
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    sized_zip = buffer.getvalue()
+    write("pth", "small-zip-local-sizes", sized_zip)
+    with zipfile.ZipFile(io.BytesIO(sized_zip)) as z:
+        write("pth", "small-zip-local-sizes-no-central-directory", sized_zip[:z.start_dir])
+
+    ids = {}
+    legacy = fixtures.legacy_stream(state, lambda s: ids.setdefault(s._cdata, str(len(ids))))
+    write("pth", "small-legacy", legacy)
+    write("pth", "small-legacy-cut-in-storages", legacy[:len(legacy) - 20])
+    write("pth", "legacy-storage-view", _legacy_with_storage_view())
+
+    tar = fixtures.tar_bytes(state)
+    write("pth", "small-tar", tar)
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        storages = t.getmember("storages")
+    # Cut after the storage count and the first storages, inside a later one's bytes.
+    write("pth", "small-tar-cut-in-storages", tar[:storages.offset_data + storages.size // 2])
+    write("pth", "tar-gnu-storage-view", _tar_with_storage_view())
+
+
+class _StorageRef:
+    """Pickled as the persistent id it carries."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+
+class _Rebuilt:
+    """Pickles as torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())."""
+
+    def __init__(self, pid, offset, size, stride):
+        self.args = (_StorageRef(pid), offset, size, stride, False, collections.OrderedDict())
+
+    def __reduce__(self):
+        import torch
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+def _pickle_with_pids(obj):
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=2)
+    pickler.persistent_id = lambda o: o.pid if isinstance(o, _StorageRef) else None
+    pickler.dump(obj)
+    return buffer.getvalue()
+
+
+def _legacy_with_storage_view():
+    """A legacy stream whose persistent ids carry view metadata (key, offset, numel), as torch < 1.0 wrote."""
+    import torch
+    whole = ("storage", torch.FloatStorage, "0", "cpu", 6, None)
+    view = ("storage", torch.FloatStorage, "0", "cpu", 6, ("1", 2, 3))
+    state = collections.OrderedDict([("whole", _Rebuilt(whole, 0, (2, 3), (3, 1))),
+                                     ("view", _Rebuilt(view, 1, (2,), (1,)))])
+    out = b"".join(pickle.dumps(x, protocol=2) for x in (
+        0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True,
+                                       "type_sizes": {"short": 2, "int": 4, "long": 4}}))
+    out += _pickle_with_pids(state) + pickle.dumps(["0"], protocol=2)
+    return out + struct.pack("<q6f", 6, 0, 1, 2, 3, 4, 5)
+
+
+def _tar_with_storage_view():
+    """The tar layout in GNU format (no pax headers) with a storage view in 'storages'."""
+    import torch
+    sys_info = pickle.dumps({"protocol_version": 1000, "little_endian": True,
+                             "type_sizes": {"int": 4, "short": 2, "long": 4}}, protocol=2)
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=2)
+    pickler.persistent_id = lambda o: str(o) if isinstance(o, int) and o >= 5000 else None
+    pickler.dump(collections.OrderedDict([("whole", 5000), ("view", 5001)]))
+    state = buffer.getvalue()
+    tensors = pickle.dumps(2, protocol=2)
+    for key, storage, size, stride, offset in ((5000, 1000, (2, 3), (3, 1), 0), (5001, 1001, (3,), (1,), 0)):
+        tensors += pickle.dumps((key, storage, torch.FloatTensor), protocol=2)
+        tensors += struct.pack("<i4x", len(size)) + struct.pack("<%dq" % len(size), *size)
+        tensors += struct.pack("<%dq" % len(stride), *stride) + struct.pack("<q", offset)
+    storages = pickle.dumps(1, protocol=2) + pickle.dumps((1000, "cpu", torch.FloatStorage), protocol=2)
+    storages += struct.pack("<q6f", 6, 0, 1, 2, 3, 4, 5) + pickle.dumps([(1001, 1000, 2, 3)], protocol=2)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in (("sys_info", sys_info), ("pickle", state), ("tensors", tensors), ("storages", storages)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 1483719550, 0o600
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _seed_path(target, name):
+    folder = os.path.join(ROOT, "corpus", target)
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, "seed-" + name)
+
+
 class _Evil:
     def __reduce__(self):
         return (os.system, ("echo pwned",))
@@ -199,3 +337,4 @@ if __name__ == "__main__":
     safetensors_seeds()
     json_seeds()
     pickle_seeds()
+    pth_seeds()
