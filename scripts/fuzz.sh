@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh --build TARGET                        only build build-fuzz/fuzz/tl_fuzz_TARGET
 #   scripts/fuzz.sh --merge TARGET DIR                    add to fuzz/corpus/TARGET the inputs of DIR
 #                                                         that reach new coverage (libFuzzer -merge=1)
-# TARGET: safetensors, json or pickle. The main build uses g++; libFuzzer needs clang, so this uses
+# TARGET: safetensors, json, pickle or pth. The main build uses g++; libFuzzer needs clang, so this uses
 # its own build folder (TL_FUZZ_BUILD_DIR, default build-fuzz) configured with clang and -DTL_FUZZ=ON.
 # Each run works in TL_FUZZ_WORK (default /tmp/tl-fuzz/TARGET-<time>): corpus/ holds what the run
 # found (the committed corpus is only read), crashes/ any finding, fuzz.log the full output.
@@ -24,7 +24,8 @@ max_len_for() {
   case "$1" in
     safetensors | json) echo 4096 ;;
     pickle) echo 16384 ;;  # keeps the real ResNet18 data.pkl seed (14.8 KB) whole
-    *) echo "unknown fuzz target '$1' (safetensors, json or pickle)" >&2; exit 2 ;;
+    pth) echo 65536 ;;     # keeps the 64 KiB heads of the real checkpoints whole
+    *) echo "unknown fuzz target '$1' (safetensors, json, pickle or pth)" >&2; exit 2 ;;
   esac
 }
 
