@@ -1,6 +1,8 @@
 #pragma once
 // Internal to the Keras reader (weights/keras_h5.cpp): the libhdf5 calls it makes, with tl::Error messages
-// "<path>: ..." that carry libhdf5's own reason. Exists only when tl is built with libhdf5 (TL_HAVE_HDF5).
+// "<path>: ..." that carry libhdf5's own reason. Called only in the reader's child process: a corrupt file can
+// crash libhdf5 1.10 (a segfault in H5HG_read) or make it loop. Exists only when tl is built with libhdf5
+// (TL_HAVE_HDF5).
 #ifdef TL_HAVE_HDF5
 #include <hdf5.h>
 
@@ -38,6 +40,8 @@ class Hid {
 
 // Held while a file is read. libhdf5 is not thread-safe in Debian's serial build: one reader at a time. Its
 // automatic error-stack printing is off meanwhile (the errors become messages); the caller's handler comes back.
+// read_keras_vgg16_h5 takes it only inside its forked child (weights/isolated_reader.h), so no thread of the
+// parent ever holds the lock, or is inside libhdf5, when another thread forks.
 class Session {
  public:
   Session();

@@ -10,9 +10,13 @@
 #include "engine/error.h"
 
 #ifdef TL_HAVE_HDF5
+#include <sys/stat.h>
+
+#include <chrono>
 #include <utility>
 
 #include "weights/hdf5_file.h"
+#include "weights/isolated_reader.h"
 #endif
 
 namespace tl {
@@ -303,9 +307,21 @@ ImportedCheckpoint read_locked(const std::string& path) {
 
 }  // namespace
 
+// libhdf5 1.10 can crash (H5HG_read on a corrupt global heap) or loop forever on a hostile file, so the whole
+// read runs in a child process (weights/isolated_reader.h); the parent never calls libhdf5. The time limit is
+// generous for a slow disk: 120 s, plus 1 s per 10 MB (the 528 MB VGG16 with top gets 172 s).
 ImportedCheckpoint read_keras_vgg16_h5(const std::string& path) {
-  hdf5::Session session;
-  return read_locked(path);
+  struct stat st {};
+  const uint64_t bytes = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  IsolatedRun run;
+  run.path = path;
+  run.library = "libhdf5";
+  run.crash_hint = "the file is corrupt or not a Keras weights file";
+  run.limit = std::chrono::seconds(120 + bytes / 10'000'000);
+  return read_checkpoint_isolated(run, [&] {
+    hdf5::Session session;  // in the child: the parent never holds libhdf5's lock across the fork
+    return read_locked(path);
+  });
 }
 
 #endif  // TL_HAVE_HDF5
