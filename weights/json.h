@@ -71,4 +71,7 @@ std::string escape_string(std::string_view text);
 // Whether `text` is well-formed UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF).
 bool is_valid_utf8(std::string_view text);
 
+// Appends the UTF-8 encoding of a Unicode code point (the caller has checked it is a valid scalar value).
+void append_utf8(std::string& out, uint32_t code_point);
+
 }  // namespace tl::json

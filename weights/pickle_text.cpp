@@ -2,26 +2,10 @@
 
 #include <charconv>
 
+#include "weights/json.h"
+
 namespace tl::pickle::detail {
 namespace {
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 int hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -128,7 +112,7 @@ const char* raw_unicode_escape_decode(std::string_view s, std::string& out) {
   size_t i = 0;
   while (i < s.size()) {
     if (s[i] != '\\') {
-      append_utf8(out, static_cast<unsigned char>(s[i++]));
+      json::append_utf8(out, static_cast<unsigned char>(s[i++]));
       continue;
     }
     size_t start = i;
@@ -150,7 +134,7 @@ const char* raw_unicode_escape_decode(std::string_view s, std::string& out) {
     }
     i += digits;
     if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return "\\u escape is not a Unicode scalar value";
-    append_utf8(out, cp);
+    json::append_utf8(out, cp);
   }
   return nullptr;
 }
