@@ -18,25 +18,15 @@
 #include "loaders/batch_loader.h"
 #include "loaders/image_folder.h"
 #include "support/test_util.h"
+#include "support/temp_dir.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("tl_test_batch_loader_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct TempDir : tl::test::TempDir {
+  TempDir() : tl::test::TempDir("batch_loader") {}
   std::string write(const std::string& rel, const std::string& bytes) const {
     fs::path p = path / rel;
     fs::create_directories(p.parent_path());

@@ -11,6 +11,7 @@
 #include "engine/model.h"
 #include "support/test_util.h"
 #include "weights/safetensors.h"
+#include "support/temp_dir.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
@@ -68,16 +69,8 @@ void randomize(Model& model, uint64_t seed) {
   }
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("tl_test_checkpoint_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : tl::test::TempDir {
+  TempDir() : tl::test::TempDir("checkpoint") {}
 };
 
 std::string load_error(const std::string& path, Model& model, const LoadOptions& options = {}) {

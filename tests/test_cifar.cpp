@@ -13,6 +13,7 @@
 #include "loaders/cifar.h"
 #include "loaders/idx.h"
 #include "loaders/idx_images.h"
+#include "support/temp_dir.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
@@ -20,18 +21,8 @@ using Bytes = std::vector<uint8_t>;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("tl_test_cifar_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct TempDir : tl::test::TempDir {
+  TempDir() : tl::test::TempDir("cifar") {}
   std::string write(const std::string& name, const Bytes& bytes) const {
     fs::path p = path / name;
     fs::create_directories(p.parent_path());
@@ -40,7 +31,6 @@ struct TempDir {
     REQUIRE(out.good());
     return p.string();
   }
-  std::string str() const { return path.string(); }
 };
 
 template <class F>

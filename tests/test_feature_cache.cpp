@@ -24,26 +24,15 @@
 #include "loaders/npy.h"
 #include "support/test_util.h"
 #include "weights/safetensors.h"
+#include "support/temp_dir.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("tl_test_feature_cache_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : tl::test::TempDir {
+  TempDir() : tl::test::TempDir("feature_cache") {}
   std::vector<std::string> listing(const std::string& sub) const {
     std::vector<std::string> names;
     for (const auto& e : fs::directory_iterator(path / sub)) names.push_back(e.path().filename().string());

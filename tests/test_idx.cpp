@@ -11,6 +11,7 @@
 
 #include "engine/rng.h"
 #include "loaders/idx.h"
+#include "support/temp_dir.h"
 
 #ifdef TL_HAVE_ZLIB
 #include <zlib.h>
@@ -23,19 +24,8 @@ using Bytes = std::vector<uint8_t>;
 namespace {
 
 // A fresh directory per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("tl_test_idx_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : tl::test::TempDir {
+  TempDir() : tl::test::TempDir("idx") {}
 };
 
 Bytes idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, const Bytes& data) {

@@ -16,6 +16,7 @@
 #include "engine/error.h"
 #include "loaders/image.h"
 #include "support/test_util.h"
+#include "support/temp_dir.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
@@ -84,14 +85,8 @@ std::vector<uint8_t> every(const std::vector<uint8_t>& v, size_t stride) {
   return out;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("tl_test_image_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
+struct TempDir : tl::test::TempDir {
+  TempDir() : tl::test::TempDir("image") {}
   std::string write(const std::string& name, const std::string& bytes) const {
     std::string p = (path / name).string();
     std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));

@@ -13,25 +13,15 @@
 
 #include "loaders/image_folder.h"
 #include "support/test_util.h"
+#include "support/temp_dir.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("tl_test_image_folder_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct TempDir : tl::test::TempDir {
+  TempDir() : tl::test::TempDir("image_folder") {}
   // Creates an (empty) file, and its folders; scanning never opens files.
   std::string touch(const std::string& rel) const {
     fs::path p = path / rel;
@@ -40,7 +30,6 @@ struct TempDir {
     return p.string();
   }
   void mkdir(const std::string& rel) const { fs::create_directories(path / rel); }
-  std::string str() const { return path.string(); }
 };
 
 template <class F>

@@ -20,6 +20,7 @@
 #include "weights/isolated_reader.h"
 #include "weights/keras_h5.h"
 #include "weights/safetensors.h"
+#include "support/temp_dir.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
@@ -29,16 +30,8 @@ namespace {
 std::string fixture(const std::string& name) { return test::source_dir() + "/tests/fixtures/keras/" + name; }
 
 // A fresh directory under the system temp dir, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("tl_test_keras_h5_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : tl::test::TempDir {
+  TempDir() : tl::test::TempDir("keras_h5") {}
 };
 
 std::string read_bytes(const std::string& path) {

@@ -15,25 +15,15 @@
 #include "engine/rng.h"
 #include "loaders/npy.h"
 #include "support/test_util.h"
+#include "support/temp_dir.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("tl_test_npy_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : tl::test::TempDir {
+  TempDir() : tl::test::TempDir("npy") {}
 };
 
 std::string read_bytes(const std::string& path) {

@@ -20,6 +20,7 @@
 #include "weights/safetensors.h"
 #include "weights/tar_reader.h"
 #include "weights/zip_reader.h"
+#include "support/temp_dir.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
@@ -28,15 +29,8 @@ namespace {
 
 std::string fixture(const std::string& name) { return test::source_dir() + "/tests/fixtures/pth/" + name; }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("tl_test_pth_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : tl::test::TempDir {
+  TempDir() : tl::test::TempDir("pth") {}
 };
 
 std::string read_bytes(const std::string& path) {

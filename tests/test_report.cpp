@@ -17,6 +17,7 @@
 #include "report/font.h"
 #include "report/plot.h"
 #include "report/png_writer.h"
+#include "support/temp_dir.h"
 
 #ifdef TL_HAVE_ZLIB
 #include <zlib.h>
@@ -29,19 +30,8 @@ using Bytes = std::vector<uint8_t>;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("tl_test_report_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : tl::test::TempDir {
+  TempDir() : tl::test::TempDir("report") {}
 };
 
 Bytes read_bytes(const std::string& path) {
