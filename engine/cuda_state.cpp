@@ -13,6 +13,7 @@ CudaState::CudaState(int device_) : device(device_) {
 
 CudaState::~CudaState() {
   // Destructors must not throw: release quietly.
+  if (workspace_) allocator->release(workspace_, workspace_bytes_);
   if (cudnn_) cudnnDestroy(cudnn_);
   if (cublas_) cublasDestroy(cublas_);
   if (stream) cudaStreamDestroy(stream);
@@ -32,6 +33,19 @@ cudnnHandle_t CudaState::cudnn() {
     TL_CUDA_CHECK(cudnnSetStream(cudnn_, stream));
   }
   return cudnn_;
+}
+
+void* CudaState::workspace(size_t bytes) {
+  if (bytes <= workspace_bytes_) return workspace_;
+  // Work already queued may still read the old buffer: the stream orders the release after it
+  // only for stream-ordered allocators, so wait here (growth happens a few times per run).
+  TL_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (workspace_) allocator->release(workspace_, workspace_bytes_);
+  workspace_ = nullptr;
+  workspace_bytes_ = 0;
+  workspace_ = allocator->allocate(bytes);
+  workspace_bytes_ = bytes;
+  return workspace_;
 }
 
 void* CudaMallocAllocator::allocate(size_t bytes) {

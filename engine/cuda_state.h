@@ -19,6 +19,9 @@ struct CudaState {
 
   cublasHandle_t cublas();
   cudnnHandle_t cudnn();
+  // Scratch memory for cuDNN (and any kernel that needs a temporary): one buffer that grows to the
+  // largest request and is reused; valid until the next workspace() call on this stream.
+  void* workspace(size_t bytes);
 
   int device = 0;
   cudaStream_t stream = nullptr;
@@ -27,6 +30,8 @@ struct CudaState {
  private:
   cublasHandle_t cublas_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
 };
 
 // Plain cudaMalloc/cudaFree; the caching allocator replaces it (CUDA backend I).

@@ -4,6 +4,7 @@
 #include "cuda/cuda_test.h"
 #include "engine/context.h"
 #include "kernels/relu.h"
+#include "cuda/cuda_compare.h"
 #include "support/test_util.h"
 
 using namespace tl;
