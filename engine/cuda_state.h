@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "engine/cudnn_algorithm_cache.h"
 #include "engine/storage.h"
 
 namespace tl {
@@ -26,6 +27,8 @@ struct CudaState {
   int device = 0;
   cudaStream_t stream = nullptr;
   std::shared_ptr<DeviceAllocator> allocator;
+  // Owned here so that it dies with the handles it was found for; made by the conv code on first use.
+  std::shared_ptr<CudnnAlgorithmCache> conv_algorithms;
 
  private:
   cublasHandle_t cublas_ = nullptr;
