@@ -41,6 +41,7 @@ void cuda_fill(Context& ctx, Tensor& t, double value) {
     case DType::F32: launch_fill(ctx, t.data<float>(), t.numel(), static_cast<float>(value)); break;
     case DType::F64: launch_fill(ctx, t.data<double>(), t.numel(), value); break;
     case DType::I64: launch_fill(ctx, t.data<int64_t>(), t.numel(), static_cast<int64_t>(value)); break;
+    case DType::U8: launch_fill(ctx, t.data<uint8_t>(), t.numel(), static_cast<uint8_t>(value)); break;
   }
 }
 

@@ -7,6 +7,7 @@ size_t dtype_size(DType dtype) {
     case DType::F32: return 4;
     case DType::F64: return 8;
     case DType::I64: return 8;
+    case DType::U8: return 1;
   }
   return 0;
 }
@@ -16,6 +17,7 @@ const char* dtype_name(DType dtype) {
     case DType::F32: return "F32";
     case DType::F64: return "F64";
     case DType::I64: return "I64";
+    case DType::U8: return "U8";
   }
   return "?";
 }

@@ -168,6 +168,7 @@ Tensor Tensor::to_dtype(DType dtype) const {
       case DType::F32: t.data<float>()[i] = static_cast<float>(v); break;
       case DType::F64: t.data<double>()[i] = v; break;
       case DType::I64: t.data<int64_t>()[i] = static_cast<int64_t>(v); break;
+      case DType::U8: t.data<uint8_t>()[i] = static_cast<uint8_t>(v); break;
     }
   }
   return t;
@@ -195,6 +196,7 @@ void Tensor::fill(double value) {
     case DType::F32: { float* p = data<float>(); for (int64_t i = 0; i < numel_; ++i) p[i] = float(value); break; }
     case DType::F64: { double* p = data<double>(); for (int64_t i = 0; i < numel_; ++i) p[i] = value; break; }
     case DType::I64: { int64_t* p = data<int64_t>(); for (int64_t i = 0; i < numel_; ++i) p[i] = int64_t(value); break; }
+    case DType::U8: { uint8_t* p = data<uint8_t>(); for (int64_t i = 0; i < numel_; ++i) p[i] = uint8_t(value); break; }
   }
 }
 
@@ -205,6 +207,7 @@ double Tensor::item(int64_t index) const {
     case DType::F32: return data<float>()[index];
     case DType::F64: return data<double>()[index];
     case DType::I64: return static_cast<double>(data<int64_t>()[index]);
+    case DType::U8: return static_cast<double>(data<uint8_t>()[index]);
   }
   return 0;
 }
