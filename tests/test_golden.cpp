@@ -25,10 +25,10 @@
 #include "layers/dropout.h"
 #include "layers/models/resnet18.h"
 #include "layers/models/vgg16.h"
+#include "support/golden_file.h"
 #include "support/golden_weights.h"
 #include "support/test_util.h"
 #include "weights/json.h"
-#include "weights/safetensors.h"
 
 #if __has_include("weights/pth.h")
 #include "weights/pth.h"
@@ -38,6 +38,9 @@
 #endif
 
 using namespace tl;
+using test::GoldenFile;
+using test::golden_images;
+using test::golden_labels;
 
 namespace {
 
@@ -45,27 +48,6 @@ constexpr double kTolerance = 1e-4;  // float32 outputs: see the top of the file
 // The training step runs in float64 on both sides, where summation order costs ~1e-16 and the step's conditioning
 // (float32 errors of 3e-6 grow to 5e-3 in layer4's gradients) at most ~1e3 times that; measured: 4e-15.
 constexpr double kGradientTolerance = 1e-10;
-
-struct GoldenFile {
-  SafetensorsFile file;
-  explicit GoldenFile(const std::string& name)
-      : file(SafetensorsFile::open(test::source_dir() + "/tests/golden/" + name)) {}
-  Tensor get(const std::string& name) const { return file.read(name); }
-  const std::string& meta(const std::string& key) const {
-    auto it = file.metadata().find(key);
-    if (it == file.metadata().end()) throw Error(str(file.path(), ": no metadata key '", key, "'"));
-    return it->second;
-  }
-};
-
-Tensor golden_images() { return GoldenFile("golden_inputs.safetensors").get("images"); }
-
-Tensor golden_labels(const GoldenFile& golden) {
-  const json::Value parsed = json::parse(golden.meta("labels"));  // kept: the loop below walks into it
-  std::vector<double> labels;
-  for (const json::Value& v : parsed.as_array()) labels.push_back(static_cast<double>(v.as_int()));
-  return Tensor::from_vector({static_cast<int64_t>(labels.size())}, labels).to_dtype(DType::I64);
-}
 
 // An eval forward through `seq` that also hands back the output of the layer at the dotted path `tap` below it
 // ("flatten", "classifier.4").

@@ -10,6 +10,7 @@ Writes, next to this script (safetensors written by hand: 8-byte little-endian h
                                  Normalize ImageNet mean/std), so the C++ test does not depend on our image code.
   resnet18_golden.safetensors    resnet18(num_classes=10) with every parameter and buffer set by the formula below
   vgg16_golden.safetensors       vgg16(num_classes=10), same formula
+  resnet18_full_training_golden.safetensors  two SGD steps of the WHOLE network (see "Full training" below)
   resnet18_miniimagenet_golden.safetensors   only when ../shared/data/weights/resnet18-miniimagenet.pth exists:
                                  that trained checkpoint's logits (100-way) and pooled features
 
@@ -29,6 +30,13 @@ The training step: every parameter frozen except layer4.* and fc.* (resnet18) / 
 (vgg16). ResNet18 runs with model.eval() and model.layer4.train(): frozen BatchNorms use running statistics, the
 trainable ones in layer4 batch statistics (the engine's frozen-BN rule). VGG16 runs entirely in eval mode: it has no
 BatchNorm, so eval only disables the two dropouts (the C++ side replaces classifier.2 and .5 by Dropout(0)).
+
+Full training (the `tl transfer full` recipe's mechanics): resnet18(num_classes=10), formula weights, float64,
+every parameter trainable, model.train() everywhere (every BatchNorm on batch statistics and updating its running
+statistics), torch.optim.SGD(lr=0.01, momentum=0.9), two steps on the same two images and labels. The file holds
+loss.1, loss.2, grad.<name> / grad_norm.<name> of step 1 (sampled as above, at most 512 samples per tensor),
+param.<name> / param_norm.<name> after step 2 (sampled likewise), and every BatchNorm's running_mean and
+running_var after step 2 in full (F64). Metadata: grad_stride.<name>, param_stride.<name>, lr, momentum.
 
 Why the training step runs in float64: a gradient is discontinuous where a ReLU input crosses zero, and a float32
 forward puts a few of the ~10^5 ReLU inputs of layer4 on the other side of zero (PyTorch's own float32 step
@@ -142,10 +150,10 @@ def write_safetensors(path, tensors, metadata):
     print(f"wrote {os.path.relpath(path)}: {8 + len(text) + offset} bytes")
 
 
-def grad_stride(numel):
-    """Every s-th element, s >= numel / MAX_GRAD_SAMPLES and prime to 2 and 3, so the samples walk through every
+def grad_stride(numel, max_samples=MAX_GRAD_SAMPLES):
+    """Every s-th element, s >= numel / max_samples and prime to 2 and 3, so the samples walk through every
     kernel position and channel rather than landing on the same tap of each filter."""
-    s = max(1, -(-numel // MAX_GRAD_SAMPLES))
+    s = max(1, -(-numel // max_samples))
     while s > 1 and (s % 2 == 0 or s % 3 == 0):
         s += 1
     return s
@@ -217,6 +225,43 @@ def golden_resnet18(images, labels, metadata):
     return model_record(model, logits, features, loss, metadata) + weights
 
 
+FULL_SAMPLES = 512  # per tensor: 62 parameters x 2 records stay under 0.6 MB
+
+
+def sampled(prefix, name, values, metadata, tensors):
+    flat = values.detach().reshape(-1)
+    stride = grad_stride(flat.numel(), FULL_SAMPLES)
+    tensors.append((f"{prefix}.{name}", flat[::stride].numpy().astype(np.float64)))
+    tensors.append((f"{prefix}_norm.{name}", np.array([flat.double().norm().item()], dtype=np.float64)))
+    metadata[f"{prefix}_stride.{name}"] = str(stride)
+
+
+def golden_resnet18_full_training(images, labels, metadata, lr=0.01, momentum=0.9):
+    model = torchvision.models.resnet18(num_classes=NUM_CLASSES)
+    fill_golden(model)
+    model.double()
+    model.train()  # every BatchNorm on batch statistics, every running statistic updated
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    metadata.update(lr=str(lr), momentum=str(momentum))
+    tensors = []
+    for step in (1, 2):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(images.double()), labels)
+        loss.backward()
+        print(f"resnet18 full training: step {step} loss {loss.item():.6g}")
+        tensors.append((f"loss.{step}", np.array([loss.item()], dtype=np.float64)))
+        if step == 1:
+            for name, p in model.named_parameters():
+                sampled("grad", name, p.grad, metadata, tensors)
+        optimizer.step()
+    for name, p in model.named_parameters():
+        sampled("param", name, p, metadata, tensors)
+    for name, b in model.named_buffers():
+        if name.endswith("running_mean") or name.endswith("running_var"):
+            tensors.append((name, b.detach().numpy().astype(np.float64)))
+    return tensors
+
+
 def golden_vgg16(images, labels, metadata):
     model = torchvision.models.vgg16(num_classes=NUM_CLASSES)
     fill_golden(model)
@@ -279,6 +324,10 @@ def main():
         metadata = dict(common, architecture=arch, num_classes=str(NUM_CLASSES))
         tensors = make(images, labels, metadata)
         write_safetensors(os.path.join(HERE, f"{arch}_golden.safetensors"), tensors, metadata)
+
+    metadata = dict(common, architecture="resnet18", num_classes=str(NUM_CLASSES))
+    tensors = golden_resnet18_full_training(images, labels, metadata)
+    write_safetensors(os.path.join(HERE, "resnet18_full_training_golden.safetensors"), tensors, metadata)
 
     trained = os.path.join(DATA, "weights", "resnet18-miniimagenet.pth")
     if os.path.exists(trained):
