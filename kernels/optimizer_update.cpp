@@ -1,6 +1,6 @@
 #include "kernels/optimizer_update.h"
 
-#include "kernels/backend.h"
+#include <string>
 
 namespace tl {
 
@@ -18,7 +18,6 @@ void check_param(const char* op, const Tensor& param, const Tensor& grad) {
   TL_CHECK(param.dtype() == DType::F32 || param.dtype() == DType::F64, op, ": parameter must be F32 or F64, got ",
            param.describe());
   check_like_param(op, "grad", param, grad);
-  require_cpu(op, param);
 }
 
 }  // namespace
@@ -32,8 +31,10 @@ void sgd_update(Context& ctx, Tensor& param, const Tensor& grad, Tensor* momentu
     TL_CHECK(momentum_buffer != nullptr, op, ": momentum ", momentum, " needs a momentum_buffer");
     check_like_param(op, "momentum_buffer", param, *momentum_buffer);
   }
-  cpu::sgd_update(ctx, param, grad, momentum != 0 ? momentum_buffer : nullptr, lr, momentum, dampening, nesterov,
-                  weight_decay, first_step);
+  Tensor* buffer = momentum != 0 ? momentum_buffer : nullptr;
+  if (param.is_cuda())
+    return cuda::sgd_update(ctx, param, grad, buffer, lr, momentum, dampening, nesterov, weight_decay, first_step);
+  cpu::sgd_update(ctx, param, grad, buffer, lr, momentum, dampening, nesterov, weight_decay, first_step);
 }
 
 void adam_update(Context& ctx, Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, double lr,
@@ -47,6 +48,9 @@ void adam_update(Context& ctx, Tensor& param, const Tensor& grad, Tensor& exp_av
   // beta < 1 keeps the bias corrections 1 - beta^step away from zero.
   TL_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, op, ": betas must be in [0,1), got ", beta1, ", ",
            beta2);
+  if (param.is_cuda())
+    return cuda::adam_update(ctx, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                             decoupled_weight_decay, step);
   cpu::adam_update(ctx, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
                    decoupled_weight_decay, step);
 }
@@ -60,8 +64,10 @@ void rmsprop_update(Context& ctx, Tensor& param, const Tensor& grad, Tensor& squ
     TL_CHECK(momentum_buffer != nullptr, op, ": momentum ", momentum, " needs a momentum_buffer");
     check_like_param(op, "momentum_buffer", param, *momentum_buffer);
   }
-  cpu::rmsprop_update(ctx, param, grad, square_avg, momentum != 0 ? momentum_buffer : nullptr, lr, alpha, eps,
-                      weight_decay, momentum);
+  Tensor* buffer = momentum != 0 ? momentum_buffer : nullptr;
+  if (param.is_cuda())
+    return cuda::rmsprop_update(ctx, param, grad, square_avg, buffer, lr, alpha, eps, weight_decay, momentum);
+  cpu::rmsprop_update(ctx, param, grad, square_avg, buffer, lr, alpha, eps, weight_decay, momentum);
 }
 
 }  // namespace tl

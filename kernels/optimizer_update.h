@@ -2,7 +2,8 @@
 // Fused in-place optimizer updates, one call per parameter tensor, with PyTorch's exact formulas
 // (torch.optim.SGD, Adam/AdamW, RMSprop; maximize, amsgrad and centered are not supported).
 // Every state tensor must have the parameter's shape, dtype and device. The entry points validate
-// and dispatch; the cpu:: twins are the specification (the CUDA twins come later).
+// and dispatch; the cpu:: twins are the specification (double arithmetic, rounded once on store);
+// the cuda:: twins (F32 only) run the same arithmetic as one fused kernel per tensor.
 #include <cstdint>
 
 #include "engine/tensor.h"
@@ -36,4 +37,13 @@ void adam_update(Context& ctx, Tensor& param, const Tensor& grad, Tensor& exp_av
 void rmsprop_update(Context& ctx, Tensor& param, const Tensor& grad, Tensor& square_avg, Tensor* momentum_buffer,
                     double lr, double alpha, double eps, double weight_decay, double momentum);
 }  // namespace cpu
+namespace cuda {
+void sgd_update(Context& ctx, Tensor& param, const Tensor& grad, Tensor* momentum_buffer, double lr, double momentum,
+                double dampening, bool nesterov, double weight_decay, bool first_step);
+void adam_update(Context& ctx, Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, double lr,
+                 double beta1, double beta2, double eps, double weight_decay, bool decoupled_weight_decay,
+                 int64_t step);
+void rmsprop_update(Context& ctx, Tensor& param, const Tensor& grad, Tensor& square_avg, Tensor* momentum_buffer,
+                    double lr, double alpha, double eps, double weight_decay, double momentum);
+}  // namespace cuda
 }  // namespace tl
