@@ -1,7 +1,8 @@
 #pragma once
 // Elementwise arithmetic for residual blocks and gradient sums. All tensors: same shape, dtype and
-// device; outputs may alias inputs. Arithmetic happens in the tensor's own type (a scalar alpha is
-// rounded to it first), so every backend computes bit-identical results.
+// device; an output may be one of the inputs (the same tensor, not a partly overlapping view).
+// Arithmetic happens in the tensor's own type (a scalar alpha is rounded to it first), so every
+// backend computes bit-identical results.
 #include "engine/tensor.h"
 
 namespace tl {
@@ -16,4 +17,9 @@ void add_forward(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);
 void add_into(Context& ctx, Tensor& y, const Tensor& x);
 void scale_into(Context& ctx, Tensor& y, double alpha);
 }  // namespace cpu
+namespace cuda {
+void add_forward(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);
+void add_into(Context& ctx, Tensor& y, const Tensor& x);
+void scale_into(Context& ctx, Tensor& y, double alpha);
+}  // namespace cuda
 }  // namespace tl

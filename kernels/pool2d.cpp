@@ -1,7 +1,5 @@
 #include "kernels/pool2d.h"
 
-#include "kernels/backend.h"
-
 namespace tl {
 
 int64_t pool2d_output_size(int64_t input, int64_t kernel, int64_t stride, int64_t pad) {
@@ -65,7 +63,7 @@ void maxpool2d_forward(Context& ctx, const Tensor& x, Tensor& y, Tensor& indices
   check_shape(op, "y", y, pooled_shape(op, x, params));
   check_same_device_dtype(op, x, y);
   check_indices(op, indices, y);
-  require_cpu(op, x);
+  if (x.is_cuda()) return cuda::maxpool2d_forward(ctx, x, y, indices, params);
   cpu::maxpool2d_forward(ctx, x, y, indices, params);
 }
 
@@ -74,15 +72,24 @@ void maxpool2d_backward(Context& ctx, const Tensor& dy, const Tensor& indices, T
   check_planes(op, "dy", dy, "dx", dx);
   check_same_device_dtype(op, dy, dx);
   check_indices(op, indices, dy);
-  require_cpu(op, dy);
+  if (dy.is_cuda()) return cuda::maxpool2d_backward(ctx, dy, indices, dx);
   cpu::maxpool2d_backward(ctx, dy, indices, dx);
+}
+
+void maxpool2d_backward(Context& ctx, const Tensor& dy, const Tensor& indices, Tensor& dx, const Pool2dParams& params) {
+  const char* op = "maxpool2d_backward";
+  check_shape(op, "dy", dy, pooled_shape(op, dx, params));
+  check_same_device_dtype(op, dy, dx);
+  check_indices(op, indices, dy);
+  if (dy.is_cuda()) return cuda::maxpool2d_backward(ctx, dy, indices, dx, params);
+  cpu::maxpool2d_backward(ctx, dy, indices, dx);  // the CPU scatter needs no geometry
 }
 
 void avgpool2d_forward(Context& ctx, const Tensor& x, Tensor& y, const Pool2dParams& params) {
   const char* op = "avgpool2d_forward";
   check_shape(op, "y", y, pooled_shape(op, x, params));
   check_same_device_dtype(op, x, y);
-  require_cpu(op, x);
+  if (x.is_cuda()) return cuda::avgpool2d_forward(ctx, x, y, params);
   cpu::avgpool2d_forward(ctx, x, y, params);
 }
 
@@ -90,7 +97,7 @@ void avgpool2d_backward(Context& ctx, const Tensor& dy, Tensor& dx, const Pool2d
   const char* op = "avgpool2d_backward";
   check_shape(op, "dy", dy, pooled_shape(op, dx, params));
   check_same_device_dtype(op, dy, dx);
-  require_cpu(op, dy);
+  if (dy.is_cuda()) return cuda::avgpool2d_backward(ctx, dy, dx, params);
   cpu::avgpool2d_backward(ctx, dy, dx, params);
 }
 
@@ -100,7 +107,7 @@ void adaptive_avgpool2d_forward(Context& ctx, const Tensor& x, Tensor& y) {
   TL_CHECK(y.size(2) > 0 && y.size(3) > 0 && x.size(2) > 0 && x.size(3) > 0, op, ": empty planes in x ",
            shape_str(x.shape()), " or y ", shape_str(y.shape()));
   check_same_device_dtype(op, x, y);
-  require_cpu(op, x);
+  if (x.is_cuda()) return cuda::adaptive_avgpool2d_forward(ctx, x, y);
   cpu::adaptive_avgpool2d_forward(ctx, x, y);
 }
 
@@ -110,7 +117,7 @@ void adaptive_avgpool2d_backward(Context& ctx, const Tensor& dy, Tensor& dx) {
   TL_CHECK(dy.size(2) > 0 && dy.size(3) > 0 && dx.size(2) > 0 && dx.size(3) > 0, op, ": empty planes in dy ",
            shape_str(dy.shape()), " or dx ", shape_str(dx.shape()));
   check_same_device_dtype(op, dy, dx);
-  require_cpu(op, dy);
+  if (dy.is_cuda()) return cuda::adaptive_avgpool2d_backward(ctx, dy, dx);
   cpu::adaptive_avgpool2d_backward(ctx, dy, dx);
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // 2-d pooling over NCHW tensors: max, average (count_include_pad, PyTorch's default) and adaptive
 // average. Output sizes follow PyTorch with ceil_mode=False (floor). Entry points dispatch on the
-// tensor's device; only the CPU twin exists today.
+// tensor's device to the cpu:: or cuda:: twin; the CUDA twin (F32) is deterministic and matches the CPU
+// twin bit for bit, except global average pooling (output 1x1), which sums in another order (within an ulp).
 #include <cstdint>
 
 #include "engine/tensor.h"
@@ -26,8 +27,13 @@ Pool2dParams square_pool_params(const char* who, int64_t kernel, int64_t stride,
 // position of each maximum inside its input plane; padding counts as -inf, so it never wins. Ties
 // keep the first position in row-major window order; NaN propagates, as in PyTorch.
 void maxpool2d_forward(Context& ctx, const Tensor& x, Tensor& y, Tensor& indices, const Pool2dParams& params);
-// dx [N,C,H,W] is overwritten: zero except dy summed into each window's argmax.
+// dx [N,C,H,W] is overwritten: zero except dy summed into each window's argmax, in increasing output
+// order. Indices outside the plane throw on the CPU and are ignored on CUDA (no error path on the device).
 void maxpool2d_backward(Context& ctx, const Tensor& dy, const Tensor& indices, Tensor& dx);
+// The same result, given the forward's geometry (dy must be dx's pooled shape under params): on CUDA each
+// dx element then gathers from the few windows that contain it, the fast path. Indices must come from
+// maxpool2d_forward with these params (an index outside its window is ignored on CUDA).
+void maxpool2d_backward(Context& ctx, const Tensor& dy, const Tensor& indices, Tensor& dx, const Pool2dParams& params);
 
 // Mean over each window with padded zeros counted (count_include_pad = true); with floor output sizes
 // every window lies inside the padded input, so the divisor is always kernel_h * kernel_w.
@@ -51,4 +57,13 @@ void avgpool2d_backward(Context& ctx, const Tensor& dy, Tensor& dx, const Pool2d
 void adaptive_avgpool2d_forward(Context& ctx, const Tensor& x, Tensor& y);
 void adaptive_avgpool2d_backward(Context& ctx, const Tensor& dy, Tensor& dx);
 }  // namespace cpu
+namespace cuda {
+void maxpool2d_forward(Context& ctx, const Tensor& x, Tensor& y, Tensor& indices, const Pool2dParams& params);
+void maxpool2d_backward(Context& ctx, const Tensor& dy, const Tensor& indices, Tensor& dx);
+void maxpool2d_backward(Context& ctx, const Tensor& dy, const Tensor& indices, Tensor& dx, const Pool2dParams& params);
+void avgpool2d_forward(Context& ctx, const Tensor& x, Tensor& y, const Pool2dParams& params);
+void avgpool2d_backward(Context& ctx, const Tensor& dy, Tensor& dx, const Pool2dParams& params);
+void adaptive_avgpool2d_forward(Context& ctx, const Tensor& x, Tensor& y);
+void adaptive_avgpool2d_backward(Context& ctx, const Tensor& dy, Tensor& dx);
+}  // namespace cuda
 }  // namespace tl
