@@ -1,7 +1,5 @@
 #include "kernels/conv2d.h"
 
-#include "kernels/backend.h"
-
 namespace tl {
 
 int64_t conv2d_output_size(int64_t input, int64_t kernel, int64_t stride, int64_t pad) {
@@ -50,7 +48,7 @@ void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, const Tensor
   check_same_device_dtype(op, x, w);
   check_same_device_dtype(op, x, y);
   if (bias) check_bias(op, *bias, w);
-  require_cpu(op, x);
+  if (x.is_cuda()) return cuda::conv2d_forward(ctx, x, w, bias, y, p);
   cpu::conv2d_forward(ctx, x, w, bias, y, p);
 }
 
@@ -59,7 +57,7 @@ void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, Tenso
   check_shape(op, "output gradient", dy, expected_output_shape(op, dx, w, p));
   check_same_device_dtype(op, dy, w);
   check_same_device_dtype(op, dy, dx);
-  require_cpu(op, dy);
+  if (dy.is_cuda()) return cuda::conv2d_backward_data(ctx, dy, w, dx, p);
   cpu::conv2d_backward_data(ctx, dy, w, dx, p);
 }
 
@@ -70,7 +68,7 @@ void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Ten
   check_same_device_dtype(op, x, dy);
   check_same_device_dtype(op, x, dw);
   if (dbias) check_bias(op, *dbias, dw);
-  require_cpu(op, x);
+  if (x.is_cuda()) return cuda::conv2d_backward_filter(ctx, x, dy, dw, dbias, p);
   cpu::conv2d_backward_filter(ctx, x, dy, dw, dbias, p);
 }
 
@@ -80,7 +78,7 @@ void conv2d_backward_bias(Context& ctx, const Tensor& dy, Tensor& dbias) {
   TL_CHECK(dbias.dim() == 1 && dbias.size(0) == dy.size(1), op, ": bias gradient ", shape_str(dbias.shape()),
            " does not match output gradient ", shape_str(dy.shape()));
   check_same_device_dtype(op, dy, dbias);
-  require_cpu(op, dy);
+  if (dy.is_cuda()) return cuda::conv2d_backward_bias(ctx, dy, dbias);
   cpu::conv2d_backward_bias(ctx, dy, dbias);
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // 2-D convolution (cross-correlation, as PyTorch), NCHW, dilation 1, groups 1. Entry points validate
-// shapes and dispatch on the device; the cpu:: twin is im2col + GEMM.
+// shapes and dispatch on the device; the cpu:: twin is im2col + GEMM, the cuda:: twin cuDNN.
 #include <cstdint>
 
 #include "engine/tensor.h"
@@ -34,4 +34,13 @@ void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Ten
                             const Conv2dParams& p);
 void conv2d_backward_bias(Context& ctx, const Tensor& dy, Tensor& dbias);
 }  // namespace cpu
+// cuDNN (kernels/cuda/conv2d.cpp): F32 only; TF32 tensor-core math when ctx.tf32(), strict FP32 otherwise.
+namespace cuda {
+void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
+                    const Conv2dParams& p);
+void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p);
+void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias,
+                            const Conv2dParams& p);
+void conv2d_backward_bias(Context& ctx, const Tensor& dy, Tensor& dbias);
+}  // namespace cuda
 }  // namespace tl

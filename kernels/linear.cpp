@@ -1,7 +1,5 @@
 #include "kernels/linear.h"
 
-#include "kernels/backend.h"
-
 namespace tl {
 
 namespace {
@@ -38,7 +36,7 @@ void linear_forward(Context& ctx, const Tensor& x, const Tensor& w, const Tensor
   check_same_device_dtype(op, x, w);
   check_same_device_dtype(op, x, y);
   if (bias) check_bias(op, *bias, w);
-  require_cpu(op, x);
+  if (x.is_cuda()) return cuda::linear_forward(ctx, x, w, bias, y);
   cpu::linear_forward(ctx, x, w, bias, y);
 }
 
@@ -48,7 +46,7 @@ void linear_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, Tenso
   check_output(op, "output gradient", dy, dx, w);
   check_same_device_dtype(op, dy, w);
   check_same_device_dtype(op, dy, dx);
-  require_cpu(op, dy);
+  if (dy.is_cuda()) return cuda::linear_backward_data(ctx, dy, w, dx);
   cpu::linear_backward_data(ctx, dy, w, dx);
 }
 
@@ -59,7 +57,7 @@ void linear_backward_weight(Context& ctx, const Tensor& x, const Tensor& dy, Ten
   check_same_device_dtype(op, x, dy);
   check_same_device_dtype(op, x, dw);
   if (dbias) check_bias(op, *dbias, dw);
-  require_cpu(op, x);
+  if (x.is_cuda()) return cuda::linear_backward_weight(ctx, x, dy, dw, dbias);
   cpu::linear_backward_weight(ctx, x, dy, dw, dbias);
 }
 
@@ -69,7 +67,7 @@ void linear_backward_bias(Context& ctx, const Tensor& dy, Tensor& dbias) {
   TL_CHECK(dbias.dim() == 1 && dbias.size(0) == dy.size(1), op, ": bias gradient ", shape_str(dbias.shape()),
            " does not match output gradient ", shape_str(dy.shape()));
   check_same_device_dtype(op, dy, dbias);
-  require_cpu(op, dy);
+  if (dy.is_cuda()) return cuda::linear_backward_bias(ctx, dy, dbias);
   cpu::linear_backward_bias(ctx, dy, dbias);
 }
 
