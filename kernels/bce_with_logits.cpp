@@ -1,7 +1,5 @@
 #include "kernels/bce_with_logits.h"
 
-#include "kernels/backend.h"
-
 namespace tl {
 
 double bce_with_logits(Context& ctx, const Tensor& logits, const Tensor& targets, Tensor* dlogits) {
@@ -14,11 +12,13 @@ double bce_with_logits(Context& ctx, const Tensor& logits, const Tensor& targets
   TL_CHECK(targets.numel() == logits.numel(), op, ": targets ", shape_str(targets.shape()),
            " must have as many elements as logits ", shape_str(logits.shape()));
   check_same_device_dtype(op, logits, targets);
-  require_cpu(op, logits);
-  // Serial, so the first bad target is the one reported whatever the thread count.
-  for (int64_t i = 0; i < targets.numel(); ++i) {
-    double t = targets.item(i);
-    TL_CHECK(t >= 0 && t <= 1, op, ": target ", t, " at index ", i, " is outside [0, 1]");
+  // On the CPU, before anything is written. Serial, so the first bad target is the one reported
+  // whatever the thread count. (The CUDA twin checks on the device: reading here would cost a copy.)
+  if (!logits.is_cuda()) {
+    for (int64_t i = 0; i < targets.numel(); ++i) {
+      double t = targets.item(i);
+      TL_CHECK(t >= 0 && t <= 1, op, ": target ", t, " at index ", i, " is outside [0, 1]");
+    }
   }
   if (dlogits) {
     if (!dlogits->defined()) {
@@ -28,6 +28,7 @@ double bce_with_logits(Context& ctx, const Tensor& logits, const Tensor& targets
       check_same_device_dtype(op, logits, *dlogits);
     }
   }
+  if (logits.is_cuda()) return cuda::bce_with_logits(ctx, logits, targets, dlogits);
   return cpu::bce_with_logits(ctx, logits, targets, dlogits);
 }
 
