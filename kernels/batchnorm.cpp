@@ -2,8 +2,6 @@
 
 #include <cmath>
 
-#include "kernels/backend.h"
-
 namespace tl {
 
 namespace {
@@ -57,7 +55,9 @@ void batchnorm_forward_train(Context& ctx, const Tensor& x, const Tensor& gamma,
   // As PyTorch: the unbiased variance of one value is undefined.
   TL_CHECK(x.size(0) * x.size(2) * x.size(3) > 1, op, ": expected more than 1 value per channel when training, got ",
            x.describe());
-  require_cpu(op, x);
+  if (x.is_cuda())
+    return cuda::batchnorm_forward_train(ctx, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean,
+                                         save_invstd);
   cpu::batchnorm_forward_train(ctx, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean,
                                save_invstd);
 }
@@ -72,7 +72,7 @@ void batchnorm_forward_eval(Context& ctx, const Tensor& x, const Tensor& gamma, 
   check_per_channel(op, "running_mean", x, running_mean);
   check_per_channel(op, "running_var", x, running_var);
   check_eps(op, eps);
-  require_cpu(op, x);
+  if (x.is_cuda()) return cuda::batchnorm_forward_eval(ctx, x, gamma, beta, running_mean, running_var, eps, y);
   cpu::batchnorm_forward_eval(ctx, x, gamma, beta, running_mean, running_var, eps, y);
 }
 
@@ -88,7 +88,7 @@ void batchnorm_backward_train(Context& ctx, const Tensor& x, const Tensor& dy, c
   check_per_channel(op, "save_invstd", x, save_invstd);
   if (dgamma) check_per_channel(op, "dgamma", x, *dgamma);
   if (dbeta) check_per_channel(op, "dbeta", x, *dbeta);
-  require_cpu(op, x);
+  if (x.is_cuda()) return cuda::batchnorm_backward_train(ctx, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
   cpu::batchnorm_backward_train(ctx, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
@@ -105,7 +105,8 @@ void batchnorm_backward_eval(Context& ctx, const Tensor& x, const Tensor& dy, co
   if (dgamma) check_per_channel(op, "dgamma", x, *dgamma);
   if (dbeta) check_per_channel(op, "dbeta", x, *dbeta);
   check_eps(op, eps);
-  require_cpu(op, x);
+  if (x.is_cuda())
+    return cuda::batchnorm_backward_eval(ctx, x, dy, gamma, running_mean, running_var, eps, dx, dgamma, dbeta);
   cpu::batchnorm_backward_eval(ctx, x, dy, gamma, running_mean, running_var, eps, dx, dgamma, dbeta);
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // BatchNorm over the channels of an NCHW tensor. Entry points validate shapes and dispatch on the
-// device; only the CPU twin exists so far (the dispatchers call require_cpu).
+// device to the cpu:: twin or the cuda:: twin (kernels/cuda/batchnorm_*.cu; x, y, dy, dx F32 there).
 //
 // x, y, dx, dy: [N,C,H,W], one dtype (F32 or F64), y/dx the same shape, dtype and device as x.
 // Per-channel tensors (gamma, beta, running_*, save_*, dgamma, dbeta): shape [C] on x's device,
@@ -46,4 +46,17 @@ void batchnorm_backward_eval(Context& ctx, const Tensor& x, const Tensor& dy, co
                              const Tensor& running_mean, const Tensor& running_var, double eps, Tensor* dx,
                              Tensor* dgamma, Tensor* dbeta);
 }  // namespace cpu
+namespace cuda {
+void batchnorm_forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                             Tensor& running_mean, Tensor& running_var, double momentum, double eps, Tensor& y,
+                             Tensor& save_mean, Tensor& save_invstd);
+void batchnorm_forward_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                            const Tensor& running_mean, const Tensor& running_var, double eps, Tensor& y);
+void batchnorm_backward_train(Context& ctx, const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                              const Tensor& save_mean, const Tensor& save_invstd, Tensor* dx, Tensor* dgamma,
+                              Tensor* dbeta);
+void batchnorm_backward_eval(Context& ctx, const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                             const Tensor& running_mean, const Tensor& running_var, double eps, Tensor* dx,
+                             Tensor* dgamma, Tensor* dbeta);
+}  // namespace cuda
 }  // namespace tl
