@@ -8,12 +8,20 @@ namespace tl {
 CudaState::CudaState(int device_) : device(device_) {
   TL_CUDA_CHECK(cudaSetDevice(device));
   TL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  allocator = std::make_shared<CudaMallocAllocator>(device);
+  allocator = std::make_shared<CachingAllocator>(cuda_raw_device_memory());
 }
 
 CudaState::~CudaState() {
-  // Destructors must not throw: release quietly.
-  if (workspace_) allocator->release(workspace_, workspace_bytes_);
+  // Destructors must not throw: release quietly, once the queued work that may use it is done.
+  if (stream) cudaStreamSynchronize(stream);
+  try {
+    if (workspace_) allocator->release(workspace_, workspace_bytes_);
+  } catch (...) {
+  }
+  for (PinnedStagingBuffer& buffer : staging_) {
+    if (buffer.host) cudaFreeHost(buffer.host);
+    if (buffer.copy_done) cudaEventDestroy(buffer.copy_done);
+  }
   if (cudnn_) cudnnDestroy(cudnn_);
   if (cublas_) cublasDestroy(cublas_);
   if (stream) cudaStreamDestroy(stream);
@@ -37,9 +45,10 @@ cudnnHandle_t CudaState::cudnn() {
 
 void* CudaState::workspace(size_t bytes) {
   if (bytes <= workspace_bytes_) return workspace_;
-  // Work already queued may still read the old buffer: the stream orders the release after it
-  // only for stream-ordered allocators, so wait here (growth happens a few times per run).
-  TL_CUDA_CHECK(cudaStreamSynchronize(stream));
+  // The old buffer goes back to the caching allocator at once, without waiting: work already queued
+  // that reads it runs before anything queued by the block's next owner (stream order, see
+  // caching_allocator.cpp). Released first so that an out-of-memory retry can reclaim it; if the
+  // allocation throws, the workspace is simply empty.
   if (workspace_) allocator->release(workspace_, workspace_bytes_);
   workspace_ = nullptr;
   workspace_bytes_ = 0;
@@ -48,20 +57,47 @@ void* CudaState::workspace(size_t bytes) {
   return workspace_;
 }
 
-void* CudaMallocAllocator::allocate(size_t bytes) {
-  void* ptr = nullptr;
-  cudaError_t status = cudaMalloc(&ptr, bytes);
+PinnedStagingBuffer& CudaState::next_staging_buffer(size_t bytes) {
+  PinnedStagingBuffer& buffer = staging_[next_staging_];
+  next_staging_ = 1 - next_staging_;
+  if (!buffer.copy_done) TL_CUDA_CHECK(cudaEventCreateWithFlags(&buffer.copy_done, cudaEventDisableTiming));
+  // The device may still be reading the last data staged here (an event never recorded is complete).
+  TL_CUDA_CHECK(cudaEventSynchronize(buffer.copy_done));
+  if (buffer.bytes >= bytes) return buffer;
+  if (buffer.host) TL_CUDA_CHECK(cudaFreeHost(buffer.host));
+  buffer.host = nullptr;
+  buffer.bytes = 0;
+  cudaError_t status = cudaHostAlloc(&buffer.host, bytes, cudaHostAllocDefault);
   if (status == cudaErrorMemoryAllocation) {
-    cudaGetLastError();  // clear the sticky-free error so later calls work
-    size_t free_bytes = 0, total_bytes = 0;
-    cudaMemGetInfo(&free_bytes, &total_bytes);
-    throw Error(str("out of device memory: asked for ", bytes, " bytes, ", free_bytes, " of ", total_bytes,
-                    " free (lower --batch-size)"));
+    cudaGetLastError();  // not sticky: clear it so that the next checked call does not report it
+    buffer.host = nullptr;
+    throw Error(str("out of pinned host memory: asked for ", bytes, " bytes for the host-to-device staging buffer"));
   }
   TL_CUDA_CHECK(status);
-  return ptr;
+  buffer.bytes = bytes;
+  return buffer;
 }
 
-void CudaMallocAllocator::release(void* ptr, size_t) { cudaFree(ptr); }
+RawDeviceMemory cuda_raw_device_memory() {
+  RawDeviceMemory raw;
+  raw.allocate = [](size_t bytes) -> void* {
+    void* ptr = nullptr;
+    cudaError_t status = cudaMalloc(&ptr, bytes);
+    if (status == cudaErrorMemoryAllocation) {
+      cudaGetLastError();  // not sticky: clear it so that later launch checks do not report it
+      return nullptr;
+    }
+    TL_CUDA_CHECK(status);
+    return ptr;
+  };
+  // Quiet: frees also run from destructors; a failure here is a sticky error that the next checked
+  // call reports.
+  raw.free = [](void* ptr) { cudaFree(ptr); };
+  raw.synchronize = [] { TL_CUDA_CHECK(cudaDeviceSynchronize()); };
+  raw.memory_info = [](size_t& free_bytes, size_t& total_bytes) {
+    TL_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  };
+  return raw;
+}
 
 }  // namespace tl
