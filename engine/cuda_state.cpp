@@ -64,9 +64,10 @@ PinnedStagingBuffer& CudaState::next_staging_buffer(size_t bytes) {
   // The device may still be reading the last data staged here (an event never recorded is complete).
   TL_CUDA_CHECK(cudaEventSynchronize(buffer.copy_done));
   if (buffer.bytes >= bytes) return buffer;
-  if (buffer.host) TL_CUDA_CHECK(cudaFreeHost(buffer.host));
+  void* old_host = buffer.host;  // forgotten first, so that a failed free is not freed again later
   buffer.host = nullptr;
   buffer.bytes = 0;
+  if (old_host) TL_CUDA_CHECK(cudaFreeHost(old_host));
   cudaError_t status = cudaHostAlloc(&buffer.host, bytes, cudaHostAllocDefault);
   if (status == cudaErrorMemoryAllocation) {
     cudaGetLastError();  // not sticky: clear it so that the next checked call does not report it
