@@ -1,6 +1,6 @@
 #include "kernels/dropout.h"
 
-#include "kernels/backend.h"
+#include "engine/tensor.h"
 
 namespace tl {
 
@@ -12,7 +12,7 @@ void dropout_forward(Context& ctx, const Tensor& x, double p, uint64_t seed, Ten
   check_dropout_probability("dropout_forward", p);
   check_same_shape("dropout_forward", x, y);
   check_same_device_dtype("dropout_forward", x, y);
-  require_cpu("dropout_forward", x);
+  if (x.is_cuda()) return cuda::dropout_forward(ctx, x, p, seed, y);
   cpu::dropout_forward(ctx, x, p, seed, y);
 }
 
@@ -20,7 +20,7 @@ void dropout_backward(Context& ctx, const Tensor& dy, double p, uint64_t seed, T
   check_dropout_probability("dropout_backward", p);
   check_same_shape("dropout_backward", dy, dx);
   check_same_device_dtype("dropout_backward", dy, dx);
-  require_cpu("dropout_backward", dy);
+  if (dy.is_cuda()) return cuda::dropout_backward(ctx, dy, p, seed, dx);
   cpu::dropout_backward(ctx, dy, p, seed, dx);
 }
 

@@ -29,4 +29,9 @@ namespace cpu {
 void dropout_forward(Context& ctx, const Tensor& x, double p, uint64_t seed, Tensor& y);
 void dropout_backward(Context& ctx, const Tensor& dy, double p, uint64_t seed, Tensor& dx);
 }  // namespace cpu
+namespace cuda {
+// F32 only; the same mask bit for bit as the cpu:: twin (same seed, same element index).
+void dropout_forward(Context& ctx, const Tensor& x, double p, uint64_t seed, Tensor& y);
+void dropout_backward(Context& ctx, const Tensor& dy, double p, uint64_t seed, Tensor& dx);
+}  // namespace cuda
 }  // namespace tl
