@@ -1,6 +1,6 @@
 #include "kernels/softmax_cross_entropy.h"
 
-#include "kernels/backend.h"
+#include "engine/error.h"
 
 namespace tl {
 
@@ -34,23 +34,30 @@ double softmax_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& l
            labels.describe());
   TL_CHECK(label_smoothing >= 0 && label_smoothing <= 1, op, ": label_smoothing must be in [0,1], got ",
            label_smoothing);
-  require_cpu(op, logits);
-  require_cpu(op, labels);
+  TL_CHECK(labels.device() == logits.device(), op, ": labels must be on the device of logits ", logits.describe(),
+           ", got ", labels.describe());
+  if (logits.is_cuda()) {
+    if (dlogits) prepare_output(ctx, op, logits, *dlogits);
+    return cuda::softmax_cross_entropy(ctx, logits, labels, label_smoothing, dlogits);  // checks the labels
+  }
   // Checked here, serially, so the first bad label is the one reported whatever the thread count.
   const int64_t* y = labels.data<int64_t>();
-  int64_t classes = logits.size(1);
-  for (int64_t i = 0; i < labels.numel(); ++i)
-    TL_CHECK(y[i] >= 0 && y[i] < classes, op, ": label ", y[i], " at index ", i, " is outside [0, ", classes,
-             ") for logits ", shape_str(logits.shape()));
+  for (int64_t i = 0; i < labels.numel(); ++i) check_label(y[i], i, logits);
   if (dlogits) prepare_output(ctx, op, logits, *dlogits);
   return cpu::softmax_cross_entropy(ctx, logits, labels, label_smoothing, dlogits);
 }
 
 void softmax(Context& ctx, const Tensor& logits, Tensor& probabilities) {
   check_logits("softmax", logits);
-  require_cpu("softmax", logits);
   prepare_output(ctx, "softmax", logits, probabilities);
+  if (logits.is_cuda()) return cuda::softmax(ctx, logits, probabilities);
   cpu::softmax(ctx, logits, probabilities);
+}
+
+void check_label(int64_t label, int64_t index, const Tensor& logits) {
+  const int64_t classes = logits.size(1);
+  TL_CHECK(label >= 0 && label < classes, "softmax_cross_entropy: label ", label, " at index ", index,
+           " is outside [0, ", classes, ") for logits ", shape_str(logits.shape()));
 }
 
 }  // namespace tl
