@@ -1,17 +1,20 @@
 // tl classify: top-K classes of images under a converted checkpoint (tl convert) or a fine-tuned one (tl transfer).
 // The architecture, head, class names and preprocessing all come from the checkpoint's metadata
-// (apps/transfer_setup.h rebuilds the model from it), so there is nothing to get wrong on the command line. Exit status: 0 when every image was classified, 1 when any could not be read (each is
-// named on stderr and skipped), 2 on a usage or weights error.
+// (apps/transfer_setup.h rebuilds the model from it), so there is nothing to get wrong on the command line. Runs on
+// the GPU when there is one (--device). Exit status: 0 when every image was classified, 1 when any could not be read
+// (each is named on stderr and skipped), 2 on a usage, weights or device error.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
 
 #include "apps/args.h"
 #include "apps/commands.h"
+#include "apps/device.h"
 #include "apps/transfer_setup.h"
 #include "engine/checkpoint.h"
 #include "engine/context.h"
@@ -60,20 +63,23 @@ int run_classify(int argc, char** argv) {
   args.positional("IMAGE", "JPEG, PNG, BMP or GIF files", true)
       .option("weights", "", "checkpoint (safetensors) to classify with")
       .option("top", "5", "how many classes to print per image")
-      .option("threads", "0", "CPU threads (0: all cores)");
+      .option("threads", "0", "CPU threads (0: all cores)")
+      .option("device", "auto", "auto (the GPU when there is one) | cpu | cuda");
   Model model;
   EvalGeometry geometry;
   int64_t top = 5;
-  Context ctx({.threads = 0});
+  std::unique_ptr<Context> owned_ctx;
   try {
     if (!args.parse(argc, argv)) return 0;
     TL_CHECK(!args.get("weights").empty(), "classify: --weights FILE is required");
     top = args.get_int("top");
     TL_CHECK(top > 0, "classify: --top must be positive, got ", top);
-    ctx.set_threads(args.get_int("threads"));
+    Device device = device_from_option(args.get("device"), "classify");
+    owned_ctx = std::make_unique<Context>(job_context_options(device, 0, args.get_int("threads")));
     auto start = std::chrono::steady_clock::now();
     // A converted checkpoint (tl convert) or a fine-tuned one with its head (tl transfer), rebuilt from its metadata.
     load_saved_model(args.get("weights"), model);
+    move_model(*owned_ctx, model);
     geometry = eval_geometry_from_metadata(model.metadata);
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("%s: %s, %zu class names%s, loaded in %.2f s\n", args.get("weights").c_str(),
@@ -86,6 +92,7 @@ int run_classify(int argc, char** argv) {
     return 2;
   }
 
+  Context& ctx = *owned_ctx;
   int failed = 0;
   for (const std::string& path : args.rest()) {
     Tensor x;
@@ -96,7 +103,14 @@ int run_classify(int argc, char** argv) {
       ++failed;
       continue;
     }
-    Tensor logits = model.forward(ctx, x.reshape({1, x.size(0), x.size(1), x.size(2)}), Mode::Eval);
+    Tensor logits;
+    try {
+      logits = model.forward(ctx, to_job_device(ctx, x.reshape({1, x.size(0), x.size(1), x.size(2)})), Mode::Eval)
+                   .to(ctx, Device::CPU);
+    } catch (const Error& e) {  // out of device memory, say: one line, and the status of a weights error
+      std::fprintf(stderr, "tl classify: %s\n", e.what());
+      return 2;
+    }
     if (logits.dim() != 2) {
       std::fprintf(stderr, "tl classify: %s: the model outputs %s, not class scores (a feature extractor?)\n",
                    args.get("weights").c_str(), shape_str(logits.shape()).c_str());

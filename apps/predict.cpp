@@ -3,18 +3,21 @@
 // geometry transfer validated with, and images are batched the way transfer evaluates them, so predicting the val
 // folder reproduces the val accuracy transfer printed. Folders are searched recursively for images (torchvision's
 // extensions); when a folder's sub-folders are named like the model's classes, the accuracy over them is printed.
-// Exit status: 0 all images predicted, 1 some could not be read (named on stderr), 2 usage or model error.
+// Runs on the GPU when there is one (--device). Exit status: 0 all images predicted, 1 some could not be read (named
+// on stderr), 2 usage, model or device error (out of device memory: lower --batch-size).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
 
 #include "apps/args.h"
 #include "apps/commands.h"
+#include "apps/device.h"
 #include "apps/transfer_setup.h"
 #include "engine/context.h"
 #include "engine/error.h"
@@ -134,20 +137,22 @@ int run_predict(int argc, char** argv) {
             "Predict the class of images under a model written by tl transfer (or tl convert).\n"
             "Folders are searched recursively for images (.jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp); when\n"
             "their sub-folders are named like the model's classes, the accuracy over them is printed too.\n"
-            "Exit status: 0 all images predicted, 1 some could not be read (named on stderr), 2 usage or model error.");
+            "Exit status: 0 all images predicted, 1 some could not be read (named on stderr), 2 usage, model or\n"
+            "device error (out of device memory: lower --batch-size).");
   args.positional("MODEL", "checkpoint (safetensors) written by tl transfer")
       .positional("IMAGE|FOLDER", "image files and folders of images", true)
       .option("top", "1", "how many classes to print per image")
       .option("csv", "", "also write the predictions to this CSV file")
       .option("batch-size", "32", "images per forward pass")
       .option("threads", "0", "CPU threads (0: all cores)")
-      .option("workers", "2", "image decoding threads");
+      .option("workers", "2", "image decoding threads")
+      .option("device", "auto", "auto (the GPU when there is one) | cpu | cuda");
   Model model;
   EvalGeometry geometry;
   std::vector<Input> inputs;
   std::vector<bool> labelled_root;
   int64_t top = 1, batch_size = 32;
-  Context ctx({.threads = 0});
+  std::unique_ptr<Context> owned_ctx;
   try {
     if (!args.parse(argc, argv)) return 0;
     TL_CHECK(args.rest().size() >= 2, "predict: expected MODEL and at least one IMAGE or FOLDER");
@@ -155,8 +160,10 @@ int run_predict(int argc, char** argv) {
     batch_size = args.get_int("batch-size");
     TL_CHECK(top > 0 && batch_size > 0, "predict: --top and --batch-size must be positive");
     TL_CHECK(args.get_int("workers") > 0, "predict: --workers must be positive");
-    ctx.set_threads(args.get_int("threads"));
+    Device device = device_from_option(args.get("device"), "predict");
+    owned_ctx = std::make_unique<Context>(job_context_options(device, 0, args.get_int("threads")));
     load_saved_model(args.rest()[0], model);
+    move_model(*owned_ctx, model);
     geometry = eval_geometry_from_metadata(model.metadata);
     inputs = collect_inputs(args.rest(), model.class_names, &labelled_root);
   } catch (const Error& e) {
@@ -164,6 +171,7 @@ int run_predict(int argc, char** argv) {
     std::fprintf(stderr, "tl %s%s\n", message.rfind("predict: ", 0) == 0 ? "" : "predict: ", message.c_str());
     return 2;
   }
+  Context& ctx = *owned_ctx;
   bool binary = model.metadata.count("head.binary") && model.metadata.at("head.binary") == "true";
   auto class_name = [&](int64_t i) {
     return i < static_cast<int64_t>(model.class_names.size()) ? model.class_names[static_cast<size_t>(i)]
@@ -183,8 +191,15 @@ int run_predict(int argc, char** argv) {
   for (int64_t k = 1; k <= top; ++k) csv += str(",class_", k, ",probability_", k);
   csv += "\n";
   Batch batch;
-  while (loader.next(batch)) {
-    Tensor logits = model.forward(ctx, batch.images, Mode::Eval);
+  while (true) {
+    Tensor logits;
+    try {
+      if (!loader.next(batch)) break;
+      logits = model.forward(ctx, to_job_device(ctx, batch.images), Mode::Eval).to(ctx, Device::CPU);
+    } catch (const Error& e) {  // out of device memory, say: one line, and the status of a usage error
+      std::fprintf(stderr, "tl predict: %s\n", e.what());
+      return 2;
+    }
     int64_t width = logits.numel() / logits.size(0);
     for (size_t r = 0; r < batch.indices.size(); ++r) {
       const Input& in = inputs[static_cast<size_t>(batch.indices[r])];

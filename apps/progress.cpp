@@ -32,10 +32,16 @@ void ProgressBar::step(int64_t items) {
   std::fprintf(stderr, "\r%s [%s] %lld/%lld  %.0f img/s  ETA %.0fs ", label_.c_str(), bar.c_str(),
                static_cast<long long>(done_), static_cast<long long>(total_), rate, eta);
   std::fflush(stderr);
+  drawn_ = true;
+}
+
+ProgressBar::~ProgressBar() {
+  if (drawn_) std::fprintf(stderr, "\r\033[K");
 }
 
 double ProgressBar::finish() {
   if (interactive_) std::fprintf(stderr, "\r\033[K");
+  drawn_ = false;
   double elapsed = seconds();
   return elapsed > 0 ? items_ / elapsed : 0;
 }

@@ -10,6 +10,10 @@ namespace tl::app {
 class ProgressBar {
  public:
   ProgressBar(std::string label, int64_t total_steps);
+  // Clears a bar left drawn (an error ended the loop), so the error message gets a line of its own.
+  ~ProgressBar();
+  ProgressBar(const ProgressBar&) = delete;
+  ProgressBar& operator=(const ProgressBar&) = delete;
   // Call after each step with the number of items (images) it processed.
   void step(int64_t items);
   // Clears the bar; returns items per second over the whole run.
@@ -20,6 +24,7 @@ class ProgressBar {
   std::string label_;
   int64_t total_, done_ = 0, items_ = 0;
   bool interactive_;
+  bool drawn_ = false;  // something is on the line that finish() (or the destructor) must clear
   std::chrono::steady_clock::time_point start_, last_draw_;
 };
 

@@ -7,6 +7,7 @@
 
 #include "apps/args.h"
 #include "apps/commands.h"
+#include "apps/device.h"
 #include "apps/progress.h"
 #include "engine/checkpoint.h"
 #include "engine/context.h"
@@ -59,7 +60,9 @@ void gather(const IdxDataset& data, const std::vector<int64_t>& order, int64_t b
   }
 }
 
-int64_t count_correct(const Tensor& logits, const Tensor& labels) {
+// Host labels against the argmax of the logits (copied to the host from a device: [N,10] floats).
+int64_t count_correct(Context& ctx, const Tensor& device_logits, const Tensor& labels) {
+  Tensor logits = device_logits.to(ctx, Device::CPU);
   int64_t correct = 0, classes = logits.size(1);
   const float* z = logits.data<float>();
   for (int64_t i = 0; i < logits.size(0); ++i) {
@@ -77,8 +80,8 @@ double evaluate(Context& ctx, Model& model, const IdxDataset& data, int64_t batc
   for (int64_t b = 0; b < data.labels.numel(); b += batch_size) {
     Tensor images, labels;
     gather(data, order, b, std::min<int64_t>(b + batch_size, data.labels.numel()), images, labels);
-    Tensor logits = model.forward(ctx, images, Mode::Eval);
-    correct += count_correct(logits, labels);
+    Tensor logits = model.forward(ctx, to_job_device(ctx, images), Mode::Eval);
+    correct += count_correct(ctx, logits, labels);
   }
   return data.labels.numel() ? double(correct) / data.labels.numel() : 0;
 }
@@ -95,26 +98,21 @@ int run_train_mnist(int argc, char** argv) {
       .option("test-limit", "0", "use only the first N test images (0: all 10000)")
       .option("seed", "1", "seed for initialisation and shuffling")
       .option("threads", "0", "CPU threads (0: all cores)")
-      .option("device", "auto", "cpu, cuda or auto")
+      .option("device", "auto", "auto (the GPU when there is one) | cpu | cuda")
       .option("save", "", "write the trained model here (safetensors)");
   if (!args.parse(argc, argv)) return 0;
 
-  Device device = parse_device(args.get("device"));
-  if (device == Device::CUDA) {
-    // Convolutions and BatchNorm get their CUDA kernels in the CUDA backend issues; until then say so.
-    std::printf("note: the CUDA backend for this network is not built yet; training on the CPU\n");
-    device = Device::CPU;
-  }
-  Context ctx({.device = device, .seed = static_cast<uint64_t>(args.get_int("seed")), .threads = args.get_int("threads")});
+  Device device = device_from_option(args.get("device"), "train-mnist");
+  Context ctx(job_context_options(device, static_cast<uint64_t>(args.get_int("seed")), args.get_int("threads")));
   IdxDataset train = load_idx_dataset(args.get("data"), "train", args.get_int("train-limit"), kMean, kStd);
   IdxDataset test = load_idx_dataset(args.get("data"), "t10k", args.get_int("test-limit"), kMean, kStd);
-  std::printf("Fashion-MNIST: %lld train, %lld test images; device %s, %d threads\n",
-              static_cast<long long>(train.labels.numel()), static_cast<long long>(test.labels.numel()),
-              device_name(device), ctx.threads());
+  std::printf("Fashion-MNIST: %lld train, %lld test images; device %s\n", static_cast<long long>(train.labels.numel()),
+              static_cast<long long>(test.labels.numel()), device_summary(ctx).c_str());
 
   Model model;
   build_network(model);
-  model.reset_parameters(ctx.rng());
+  model.reset_parameters(ctx.rng());  // on the host, from the seed: the same initial weights on every device
+  move_model(ctx, model);
   auto optimizer = make_sgd({.momentum = 0.9});
   optimizer->add_group(model.named_parameters(), args.get_double("lr"));
 
@@ -132,12 +130,12 @@ int run_train_mnist(int argc, char** argv) {
       Tensor images, labels;
       gather(train, order, b, std::min(b + batch, n), images, labels);
       optimizer->zero_grad(ctx);
-      Tensor logits = model.forward(ctx, images, Mode::Train);
-      LossResult loss = cross_entropy_loss(ctx, logits, labels);
+      Tensor logits = model.forward(ctx, to_job_device(ctx, images), Mode::Train);
+      LossResult loss = cross_entropy_loss(ctx, logits, to_job_device(ctx, labels));
       model.backward(ctx, loss.dlogits);
       optimizer->step(ctx);
       loss_sum += loss.loss * labels.numel();
-      correct += count_correct(logits, labels);
+      correct += count_correct(ctx, logits, labels);
       bar.step(labels.numel());
     }
     double rate = bar.finish();
@@ -150,7 +148,7 @@ int run_train_mnist(int argc, char** argv) {
   std::printf("test accuracy %.2f%% on %lld images; training took %.1f s\n", 100 * accuracy,
               static_cast<long long>(test.labels.numel()), train_seconds);
   if (!args.get("save").empty()) {
-    save_checkpoint(args.get("save"), model);
+    save_checkpoint(ctx, args.get("save"), model);
     std::printf("saved %s\n", args.get("save").c_str());
   }
   std::printf("RESULT accuracy=%.4f seconds=%.1f\n", accuracy, train_seconds);

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <numeric>
 
+#include "apps/device.h"
 #include "apps/progress.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
@@ -56,6 +57,21 @@ void finish_eval(EvalResult& r, double loss_sum) {
   r.accuracy = r.count ? double(r.correct) / r.count : 0;
 }
 
+// Each row's predicted class: the logits' argmax, or logit > 0 for a binary head ([N,1]). Reads a host copy of the
+// logits on a device (a few kilobytes: the loss has synchronised already).
+std::vector<int64_t> predicted_classes(Context& ctx, const Tensor& logits, bool binary) {
+  Tensor host = logits.to(ctx, Device::CPU);
+  const int64_t n = host.size(0), c = host.numel() / std::max<int64_t>(n, 1);
+  const float* z = host.data<float>();
+  std::vector<int64_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = binary ? (z[i] > 0 ? 1 : 0) : std::max_element(z + i * c, z + (i + 1) * c) - (z + i * c);
+  return out;
+}
+
+// A host snapshot of a live tensor, wherever it lives (to() would share a CPU tensor's storage).
+Tensor host_copy(Context& ctx, const Tensor& live) { return live.is_cuda() ? live.to(ctx, Device::CPU) : live.clone(); }
+
 // Rows `order[begin, end)` of a feature set as one batch.
 void gather_rows(const FeatureSet& data, const std::vector<int64_t>& order, int64_t begin, int64_t end, Tensor& x,
                  Tensor& y) {
@@ -84,26 +100,22 @@ bool interrupt_requested() { return g_interrupted.load(); }
 
 LossResult batch_loss(Context& ctx, const Tensor& logits, const Tensor& labels, const LossSpec& spec,
                       std::vector<int64_t>* predicted) {
+  TL_CHECK(!labels.is_cuda() && labels.dtype() == DType::I64, "batch_loss: labels must be host I64, got ",
+           labels.describe());
   int64_t n = labels.numel();
-  const float* z = logits.data<float>();
+  TL_CHECK(logits.dim() >= 1 && logits.size(0) == n, "batch_loss: logits ", logits.describe(), " for ", n, " labels");
+  LossResult result;
   if (spec.binary) {
     TL_CHECK(logits.numel() == n, "binary head: expected one logit per image, got ", logits.describe());
     Tensor targets = Tensor::empty({n});
     for (int64_t i = 0; i < n; ++i) targets.data<float>()[i] = static_cast<float>(labels.data<int64_t>()[i]);
-    if (predicted) {
-      predicted->resize(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) (*predicted)[i] = z[i] > 0 ? 1 : 0;
-    }
-    LossResult result = bce_with_logits_loss(ctx, logits.reshape({n}), targets);
+    result = bce_with_logits_loss(ctx, logits.reshape({n}), to_job_device(ctx, targets));
     result.dlogits = result.dlogits.reshape(logits.shape());
-    return result;
+  } else {
+    result = cross_entropy_loss(ctx, logits, to_job_device(ctx, labels), spec.label_smoothing);
   }
-  if (predicted) {
-    int64_t c = logits.size(1);
-    predicted->resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) (*predicted)[i] = std::max_element(z + i * c, z + (i + 1) * c) - (z + i * c);
-  }
-  return cross_entropy_loss(ctx, logits, labels, spec.label_smoothing);
+  if (predicted) *predicted = predicted_classes(ctx, logits, spec.binary);
+  return result;
 }
 
 EpochResult train_epoch(Context& ctx, Model& model, BatchLoader& loader, int64_t epoch, Optimizer& optimizer,
@@ -117,7 +129,7 @@ EpochResult train_epoch(Context& ctx, Model& model, BatchLoader& loader, int64_t
   std::vector<int64_t> predicted;
   while (loader.next(batch)) {
     optimizer.zero_grad(ctx);
-    Tensor logits = model.forward(ctx, batch.images, Mode::Train);
+    Tensor logits = model.forward(ctx, to_job_device(ctx, batch.images), Mode::Train);
     LossResult loss = batch_loss(ctx, logits, batch.labels, spec, &predicted);
     model.backward(ctx, loss.dlogits);
     optimizer.step(ctx);
@@ -146,7 +158,7 @@ EvalResult evaluate(Context& ctx, Model& model, BatchLoader& loader, int64_t num
   Batch batch;
   std::vector<int64_t> predicted;
   while (loader.next(batch)) {
-    Tensor logits = model.forward(ctx, batch.images, Mode::Eval);
+    Tensor logits = model.forward(ctx, to_job_device(ctx, batch.images), Mode::Eval);
     loss_sum += batch_loss(ctx, logits, batch.labels, spec, &predicted).loss * batch.labels.numel();
     count_predictions(predicted, batch.labels, r);
     bar.step(batch.labels.numel());
@@ -177,7 +189,7 @@ EpochResult train_epoch_features(Context& ctx, Layer& head, const FeatureSet& da
     Tensor x, y;
     gather_rows(data, order, begin, std::min(n, begin + batch_size), x, y);
     optimizer.zero_grad(ctx);
-    Tensor logits = head.forward(ctx, x, Mode::Train);
+    Tensor logits = head.forward(ctx, to_job_device(ctx, x), Mode::Train);
     LossResult loss = batch_loss(ctx, logits, y, spec, &predicted);
     head.backward(ctx, loss.dlogits, false);
     optimizer.step(ctx);
@@ -208,7 +220,7 @@ EvalResult evaluate_features(Context& ctx, Layer& head, const FeatureSet& data, 
   for (int64_t begin = 0; begin < n; begin += batch_size) {
     Tensor x, y;
     gather_rows(data, order, begin, std::min(n, begin + batch_size), x, y);
-    Tensor logits = head.forward(ctx, x, Mode::Eval);
+    Tensor logits = head.forward(ctx, to_job_device(ctx, x), Mode::Eval);
     loss_sum += batch_loss(ctx, logits, y, spec, &predicted).loss * y.numel();
     count_predictions(predicted, y, r);
   }
@@ -259,7 +271,7 @@ void TrainingRun::track_trainable() {
     Tensor* live = &p.parameter->value;
     bool known = std::any_of(tracked_.begin(), tracked_.end(), [&](auto& t) { return t.first == live; });
     // Frozen until now, so its value is still the one it had at the best epoch.
-    if (!known) tracked_.emplace_back(live, has_best() ? live->clone() : Tensor());
+    if (!known) tracked_.emplace_back(live, has_best() ? host_copy(ctx_, *live) : Tensor());
   }
 }
 
@@ -273,7 +285,7 @@ void TrainingRun::end_epoch(const HistoryRow& row, int64_t total_epochs, double 
   if (best) {
     best_accuracy_ = row.val_acc;
     best_epoch_ = row.epoch;
-    for (auto& [live, copy] : tracked_) copy = live->clone();
+    for (auto& [live, copy] : tracked_) copy = host_copy(ctx_, *live);
     saved_best_ = false;
     if (save_each_best_) {
       save({});

@@ -26,7 +26,8 @@ struct LossSpec {
   double label_smoothing = 0;   // softmax cross-entropy only
 };
 
-// Mean loss and d(loss)/d(logits); `predicted` (when given) receives each row's predicted class.
+// Mean loss and d(loss)/d(logits) for logits on the context's device and host labels I64 [N] (uploaded here, as
+// binary targets for a binary head); `predicted` (when given) receives each row's predicted class.
 LossResult batch_loss(Context& ctx, const Tensor& logits, const Tensor& labels, const LossSpec& spec,
                       std::vector<int64_t>* predicted = nullptr);
 
@@ -44,13 +45,15 @@ struct EvalResult {
   bool interrupted = false;
 };
 
+// Batches come off the loader on the host and are uploaded to the context's device (where the model must be).
 // Images through the whole model in Train mode (frozen parts behave as documented in engine/layer.h).
 EpochResult train_epoch(Context& ctx, Model& model, BatchLoader& loader, int64_t epoch, Optimizer& optimizer,
                         const LossSpec& spec, const std::string& label);
 EvalResult evaluate(Context& ctx, Model& model, BatchLoader& loader, int64_t num_classes, const LossSpec& spec,
                     const std::string& label);
 
-// Cached features [N,D] with labels I64 [N] (rows whose features are not finite already dropped).
+// Cached features [N,D] with labels I64 [N], on the host (rows whose features are not finite already dropped);
+// mini-batches are gathered there and uploaded to the context's device, where the head must be.
 struct FeatureSet {
   Tensor features, labels;
   int64_t size() const { return labels.defined() ? labels.numel() : 0; }
@@ -71,8 +74,8 @@ void write_history_csv(const std::string& path, const std::vector<HistoryRow>& r
 void write_history_png(const std::string& path, const std::vector<HistoryRow>& rows);
 
 // The run's outputs: history after every epoch, and the best model by validation accuracy (strictly better than
-// every earlier epoch). The best weights are kept in memory (only tensors that can change: trainable parameters
-// and buffers) so finish() can put them back; with save_each_best the checkpoint is also written at once.
+// every earlier epoch). The best weights are kept in host memory (only tensors that can change: trainable parameters
+// and buffers; device memory stays for the batches) so finish() can put them back; with save_each_best the checkpoint is also written at once.
 class TrainingRun {
  public:
   TrainingRun(Context& ctx, Model& model, std::string output_dir, bool save_each_best);

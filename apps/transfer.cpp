@@ -11,6 +11,7 @@
 
 #include "apps/args.h"
 #include "apps/commands.h"
+#include "apps/device.h"
 #include "apps/transfer_options.h"
 #include "engine/context.h"
 #include "engine/error.h"
@@ -145,10 +146,7 @@ TransferOptions parse_options(const Args& args) {
   o.threads = args.get_int("threads");
   o.workers = args.get_int("workers");
   TL_CHECK(o.workers >= 1, "transfer: --workers must be at least 1");
-  const std::string& device = args.get("device");
-  TL_CHECK(device == "auto" || device == "cpu" || device == "cuda", "transfer: --device must be auto, cpu or cuda, got '",
-           device, "'");
-  o.cuda_requested = device == "cuda";  // auto: the CPU, until the CUDA backend has conv and BatchNorm
+  o.device = device_from_option(args.get("device"), "transfer");
   o.output = args.get("output").empty() ? str("runs/", args.rest()[0]) : args.get("output");
   o.cache_dir = args.get("cache-dir").empty() ? default_cache_dir() : args.get("cache-dir");
   o.export_path = args.get("export");
@@ -230,7 +228,7 @@ int run_transfer(int argc, char** argv) {
       .option("seed", "1", "seed of initialisation, splits, shuffling and augmentation")
       .option("threads", "0", "CPU threads for compute (0: all cores)")
       .option("workers", "2", "image decoding threads")
-      .option("device", "auto", "auto | cpu | cuda")
+      .option("device", "auto", "auto (the GPU when there is one) | cpu | cuda")
       .option("output", "", "output folder (default: runs/MODE)")
       .option("cache-dir", "", "feature cache (default: $XDG_CACHE_HOME/tl/features or ~/.cache/tl/features)")
       .option("export", "", "extract: write the train split's features to FILE (.npy or .csv)")

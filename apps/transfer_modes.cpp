@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/device.h"
 #include "apps/progress.h"
 #include "apps/training_loop.h"
 #include "apps/transfer_options.h"
@@ -30,7 +31,7 @@ struct Interrupted {};  // thrown out of feature extraction on Ctrl-C: nothing o
 
 struct Job {
   explicit Job(const TransferOptions& options)
-      : o(options), ctx({.device = Device::CPU, .seed = options.seed, .threads = options.threads}) {}
+      : o(options), ctx(job_context_options(options.device, options.seed, options.threads)) {}
   const TransferOptions& o;
   Context ctx;
   DatasetSplits data;
@@ -118,8 +119,9 @@ FeatureSet extract_split(Job& job, FeatureCache& cache, const BaseAndHead& bh, c
     Tensor out = Tensor::full({static_cast<int64_t>(indices.size()), width}, std::numeric_limits<double>::quiet_NaN());
     Batch batch;
     while (loader.next(batch)) {
-      Tensor f = run_layers(job.ctx, bh.base, batch.images, Mode::Eval);
-      f = f.reshape({f.size(0), -1});
+      // Eval: the frozen base keeps no activation; only the features come back to the host, for the cache.
+      Tensor f = run_layers(job.ctx, bh.base, to_job_device(job.ctx, batch.images), Mode::Eval);
+      f = f.reshape({f.size(0), -1}).to(job.ctx, Device::CPU);
       TL_CHECK(f.size(1) == width, "the base gives ", f.size(1), " features per image, the head takes ", width);
       for (size_t r = 0; r < batch.indices.size(); ++r)
         std::copy(f.data<float>() + r * width, f.data<float>() + (r + 1) * width,
@@ -167,7 +169,7 @@ bool run_extract(Job& job, TrainingRun& run, EvalResult* test) {
                                 job.model.metadata["include_top"], " size=", o.model.image_size, " resize=",
                                 o.model.resize == ResizeMode::Exact ? "exact" : "shorter");
   for (auto& [k, v] : preprocessing_metadata(job.tm.preprocessing)) description += str(" ", k, "=", v);
-  FeatureCache cache(o.cache_dir, hash_base(job.model, job.tm.head), description);
+  FeatureCache cache(o.cache_dir, hash_base(job.ctx, job.model, job.tm.head), description);
   Tensor train_rows;
   FeatureSet train = extract_split(job, cache, bh, job.data.train, "train", &train_rows);
   FeatureSet val = extract_split(job, cache, bh, job.data.val, "val", nullptr);
@@ -282,9 +284,9 @@ void print_header(Job& job, const std::string& format) {
               job.model.metadata["head.spec"].empty() ? "one Linear" : job.model.metadata["head.spec"].c_str(),
               o.model.image_size, o.model.resize == ResizeMode::Exact ? "exact resize" : "shorter side + center crop",
               o.model.binary ? "sigmoid + binary cross-entropy" : "softmax cross-entropy");
-  std::printf("training %s lr %g, batch %lld, augmentation %s; cpu, %d threads, %d decoding workers\n",
-              o.optimizer.name.c_str(), o.optimizer.lr, static_cast<long long>(o.batch_size), o.augment_style.c_str(),
-              job.ctx.threads(), o.workers);
+  std::printf("training %s lr %g, batch %lld, augmentation %s; %s, %d decoding workers\n", o.optimizer.name.c_str(),
+              o.optimizer.lr, static_cast<long long>(o.batch_size), o.augment_style.c_str(),
+              device_summary(job.ctx).c_str(), o.workers);
   std::fflush(stdout);
 }
 
@@ -293,8 +295,6 @@ void print_header(Job& job, const std::string& format) {
 int run_transfer_job(const TransferOptions& given) {
   Clock::time_point start = Clock::now();
   TransferOptions o = given;
-  if (o.cuda_requested)  // conv and BatchNorm get their CUDA kernels in the CUDA backend issues
-    std::printf("note: the CUDA backend for these networks is not built yet; running on the CPU\n");
   if (o.augmentation_ignored)
     std::printf("note: augmentation is ignored in extract mode (the base runs once per image; features are cached)\n");
   Job job(o);
@@ -303,6 +303,7 @@ int run_transfer_job(const TransferOptions& given) {
   job.data = load_transfer_data(o.data, &format);
   if (o.resize_auto) o.model.resize = format == "folder" ? ResizeMode::ShorterThenCrop : ResizeMode::Exact;
   job.tm = build_transfer_model(job.model, o.model, job.data.classes, job.ctx.rng());
+  move_model(job.ctx, job.model);  // built and loaded on the host; computes on the job's device from here on
   job.model.metadata["transfer.mode"] = mode_name(o.mode);
   job.loss = {o.model.binary, o.label_smoothing};
   print_header(job, format);

@@ -39,7 +39,7 @@ struct TransferOptions {
   bool augmentation_ignored = false;   // extract mode was given augmentation options
   uint64_t seed = 1;
   int threads = 0, workers = 2;
-  bool cuda_requested = false;
+  Device device = Device::CPU;  // from --device (auto: CUDA when a device exists)
   std::string output, cache_dir, export_path;
   bool strict = false;
 };

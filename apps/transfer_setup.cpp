@@ -261,13 +261,12 @@ Tensor run_layers(Context& ctx, const std::vector<Layer*>& layers, const Tensor&
   return y;
 }
 
-std::string hash_base(Model& model, const std::string& head) {
+std::string hash_base(Context& ctx, Model& model, const std::string& head) {
   Sha256 h;
   auto add = [&](const std::string& name, const Tensor& value) {
     if (name == head || name.rfind(head + ".", 0) == 0) return;
     h.update(str(name, " ", dtype_name(value.dtype()), shape_str(value.shape()), "\n"));
-    Tensor cpu = value.is_cuda() ? Tensor() : value;
-    TL_CHECK(cpu.defined(), "hash_base: the model must be on the CPU");
+    Tensor cpu = value.to(ctx, Device::CPU);
     h.update(cpu.raw(), cpu.nbytes());
   };
   for (auto& p : model.named_parameters()) add(p.name, p.parameter->value);

@@ -77,7 +77,8 @@ struct BaseAndHead {
 };
 BaseAndHead split_base_and_head(Model& model, const std::string& head);
 Tensor run_layers(Context& ctx, const std::vector<Layer*>& layers, const Tensor& x, Mode mode);
-// A hash of the base's names, shapes and values: the feature cache's key for "these weights".
-std::string hash_base(Model& model, const std::string& head);
+// A hash of the base's names, shapes and values (read back to the host when the model is on a device): the feature
+// cache's key for "these weights".
+std::string hash_base(Context& ctx, Model& model, const std::string& head);
 
 }  // namespace tl::app

@@ -45,6 +45,14 @@ bool allowed_missing(const std::string& name, const std::vector<std::string>& gl
   return false;
 }
 
+// The overloads without a Context would make one of their own, whose stream is not ordered after the work queued on
+// the model's: a device model must be saved and loaded with the Context it runs on.
+void require_host_model(const char* what, const std::string& path, Model& model) {
+  for (auto& [name, t] : model_tensors(model))
+    TL_CHECK(!t->is_cuda(), path, ": ", what, " without a Context needs a CPU model, but '", name, "' is ",
+             t->describe(), " (pass the Context the model runs on)");
+}
+
 void append_list(std::string& msg, const char* title, const std::vector<std::string>& items) {
   if (items.empty()) return;
   msg += str("\n  ", title, " (", items.size(), "):");
@@ -72,6 +80,7 @@ void save_checkpoint(Context& ctx, const std::string& path, Model& model,
 }
 
 void save_checkpoint(const std::string& path, Model& model, const std::map<std::string, std::string>& extra) {
+  require_host_model("save_checkpoint", path, model);
   Context ctx;
   save_checkpoint(ctx, path, model, extra);
 }
@@ -123,6 +132,7 @@ void load_checkpoint(Context& ctx, const std::string& path, Model& model, const 
 }
 
 void load_checkpoint(const std::string& path, Model& model, const LoadOptions& options) {
+  require_host_model("load_checkpoint", path, model);
   Context ctx;
   load_checkpoint(ctx, path, model, options);
 }

@@ -21,6 +21,7 @@ constexpr const char* kClassNamesKey = "class_names";  // a JSON array of string
 // model. Atomic: see write_safetensors.
 void save_checkpoint(Context& ctx, const std::string& path, Model& model,
                      const std::map<std::string, std::string>& extra = {});
+// Without a Context: a CPU model only (throws naming the first device tensor).
 void save_checkpoint(const std::string& path, Model& model, const std::map<std::string, std::string>& extra = {});
 
 struct LoadOptions {
@@ -38,6 +39,7 @@ struct LoadOptions {
 // shapes ("fc.weight: checkpoint [10,512] vs model [2,512]"). Then sets model.architecture and
 // class_names from the file and merges the file's other metadata keys into model.metadata.
 void load_checkpoint(Context& ctx, const std::string& path, Model& model, const LoadOptions& options = {});
+// Without a Context: a CPU model only (throws naming the first device tensor).
 void load_checkpoint(const std::string& path, Model& model, const LoadOptions& options = {});
 
 }  // namespace tl

@@ -16,12 +16,24 @@ void visit(Layer& layer, const std::string& path, const std::function<void(const
   fn(path, layer);
   for (auto& [name, child] : layer.children()) visit(*child, join(path, name), fn);
 }
+
+// A batch left on the host while the model lives on the GPU (or the reverse) would otherwise fail deep inside the
+// first kernel with a message about two tensors; say what to do instead.
+void check_input_device(Model& model, const Tensor& x) {
+  for (auto& np : model.named_parameters()) {
+    const Tensor& w = np.parameter->value;
+    TL_CHECK(w.device() == x.device(), "model input ", x.describe(), " is not on the model's device (", np.name, " is ",
+             w.describe(), "): move the batch there first (or the model, with Model::to)");
+    return;  // the first parameter stands for all: Model::to moves them together
+  }
+}
 }  // namespace
 
 Model::Model() : root_(std::make_unique<Sequential>()) {}
 
 Tensor Model::forward(Context& ctx, const Tensor& x, Mode mode) {
   assign_paths();
+  check_input_device(*this, x);
   if (mode == Mode::Train) root_->plan_backward(false);
   return root_->forward(ctx, x, mode);
 }
@@ -113,7 +125,8 @@ void Model::to_dtype(DType dtype) {
 
 void Model::to(Context& ctx, Device device) {
   for (auto& np : named_parameters()) np.parameter->to(ctx, device);
-  for (auto& nb : named_buffers()) nb.buffer->value = nb.buffer->value.to(ctx, device);
+  for (auto& nb : named_buffers())
+    if (!nb.buffer->stays_on_host) nb.buffer->value = nb.buffer->value.to(ctx, device);
 }
 
 }  // namespace tl

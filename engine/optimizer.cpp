@@ -36,6 +36,8 @@ void Optimizer::step(Context& ctx) {
           init_state(ctx, p, fresh);
           it = state_.emplace(&p, std::move(fresh)).first;
         }
+        for (auto& [state_name, t] : it->second.tensors)
+          if (t.device() != p.value.device()) t = t.to(ctx, p.value.device());  // the model moved since
         ++it->second.step;
         try {
           update(ctx, p, group_lr, it->second);
@@ -49,6 +51,11 @@ void Optimizer::step(Context& ctx) {
     }
   }
   ++iterations_;
+}
+
+void Optimizer::to(Context& ctx, Device device) {
+  for (auto& [parameter, state] : state_)
+    for (auto& [name, t] : state.tensors) t = t.to(ctx, device);
 }
 
 void Optimizer::zero_grad(Context& ctx) {

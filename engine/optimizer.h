@@ -1,7 +1,7 @@
 #pragma once
 // Optimizers: parameter groups with their own learning rates, per-parameter state created lazily
-// (only for trainable parameters that have a gradient, on the parameter's device and dtype), and
-// the update itself done by one fused kernel per tensor (kernels/optimizer_update.h).
+// (only for trainable parameters that have a gradient, on the parameter's device and dtype, following the
+// parameter when it moves), and the update itself done by one fused kernel per tensor (kernels/optimizer_update.h).
 //
 // The learning rate used at a step is  base_lr(group) * lr_factor() / (1 + decay * iterations()),
 // where lr_factor() is set from a schedule (engine/schedule.h) and decay is Keras' time decay
@@ -42,6 +42,9 @@ class Optimizer {
   // Updates every trainable parameter that has a gradient, then counts one iteration.
   void step(Context& ctx);
   void zero_grad(Context& ctx);
+  // Moves every state tensor to a device, with its parameter (Model::to). step() also moves any state tensor it
+  // finds away from its parameter's device, so moving the model alone is enough; this saves the first step the copy.
+  void to(Context& ctx, Device device);
 
   void set_lr(double lr);  // every group's base lr
   void set_group_lr(size_t group, double lr);

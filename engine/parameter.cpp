@@ -12,6 +12,7 @@ void Parameter::set_trainable(bool trainable) {
 Tensor& Parameter::grad(Context& ctx) {
   TL_CHECK(trainable_, "gradient requested for frozen parameter '", local_name_, "'");
   if (!grad_.defined()) grad_ = Tensor::zeros(ctx, value.shape(), value.dtype(), value.device());
+  else if (grad_.device() != value.device()) grad_ = grad_.to(ctx, value.device());
   return grad_;
 }
 

@@ -20,11 +20,14 @@ class Parameter {
   // Freezing frees the gradient: a frozen parameter holds no gradient memory.
   void set_trainable(bool trainable);
   // The gradient, allocated (zeroed) on first use; only trainable parameters may ask.
+  // Always on the value's device: a gradient left elsewhere (the value was replaced by one on another device)
+  // follows it.
   Tensor& grad(Context& ctx);
   bool has_grad() const { return grad_.defined(); }
   const Tensor& grad() const { return grad_; }
   void zero_grad(Context& ctx);
-  // Moves value (and gradient) to a device.
+  // Moves value and gradient to a device (no-op for what is already there). Optimizer state lives in the
+  // optimizer: Optimizer::to moves it (and Optimizer::step moves any it finds elsewhere).
   void to(Context& ctx, Device device);
 
   Tensor value;
@@ -42,9 +45,13 @@ void fill_uniform(Parameter& p, Rng& rng, double bound);
 void convert_parameter_dtype(Parameter& p, DType dtype);
 
 struct Buffer {
-  Buffer(std::string local_name, Tensor value) : local_name(std::move(local_name)), value(std::move(value)) {}
+  Buffer(std::string local_name, Tensor value, bool stays_on_host = false)
+      : local_name(std::move(local_name)), value(std::move(value)), stays_on_host(stays_on_host) {}
   std::string local_name;
   Tensor value;
+  // Bookkeeping only the host reads and writes (BatchNorm's num_batches_tracked): Model::to leaves it on the CPU,
+  // so updating it never waits for the device. Saved and loaded like any other buffer.
+  bool stays_on_host = false;
 };
 
 }  // namespace tl

@@ -11,7 +11,7 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
       bias("bias", Tensor::zeros({channels})),
       running_mean("running_mean", Tensor::zeros({channels})),
       running_var("running_var", Tensor::full({channels}, 1.0)),
-      num_batches_tracked("num_batches_tracked", Tensor::zeros({}, DType::I64)),
+      num_batches_tracked("num_batches_tracked", Tensor::zeros({}, DType::I64), /*stays_on_host=*/true),
       channels_(channels),
       eps_(eps),
       momentum_(momentum) {
@@ -30,6 +30,7 @@ Tensor BatchNorm2d::forward_impl(Context& ctx, const Tensor& x, Mode mode) {
   check_input(*this, x, 4, "[N,C,H,W]");
   TL_CHECK(x.size(1) == channels_, "expected [N,", channels_, ",H,W], got ", x.describe());
   Tensor y = Tensor::empty_like(ctx, x);
+  saved_ = false;
   x_ = Tensor();
   save_mean_ = Tensor();
   save_invstd_ = Tensor();
@@ -48,12 +49,17 @@ Tensor BatchNorm2d::forward_impl(Context& ctx, const Tensor& x, Mode mode) {
   } else {
     batchnorm_forward_eval(ctx, x, weight.value, bias.value, running_mean.value, running_var.value, eps_, y);
   }
-  if (saves_for_backward(mode)) x_ = x;
+  if (saves_for_backward(mode)) {
+    saved_ = true;
+    // Frozen: backward is dx = dy * gamma / sqrt(running_var + eps), which needs no input; x is kept only for the
+    // batch statistics' backward.
+    if (batch_statistics) x_ = x;
+  }
   return y;
 }
 
 Tensor BatchNorm2d::backward_impl(Context& ctx, const Tensor& dy, bool need_dx) {
-  TL_CHECK(x_.defined(), kNoSavedActivations);
+  TL_CHECK(saved_, kNoSavedActivations);
   Tensor dx;
   if (need_dx) dx = Tensor::empty_like(ctx, dy);
   // Frozen parameters ask for nothing, so no gradient memory is allocated for them.
@@ -63,16 +69,22 @@ Tensor BatchNorm2d::backward_impl(Context& ctx, const Tensor& dy, bool need_dx) 
   if (save_mean_.defined()) {
     batchnorm_backward_train(ctx, x_, dy, weight.value, save_mean_, save_invstd_, dx_out, dgamma, dbeta);
   } else {
-    batchnorm_backward_eval(ctx, x_, dy, weight.value, running_mean.value, running_var.value, eps_, dx_out, dgamma,
-                            dbeta);
+    // The forward ran frozen (running statistics), so no parameter trained then; one made trainable since would
+    // need the input, which was not kept.
+    TL_CHECK(!dgamma && !dbeta, "weight or bias made trainable between forward and backward: its input was not kept");
+    // dx needs no input: dy stands in for x, whose shape it has and whose values are read only for dgamma/dbeta.
+    batchnorm_backward_eval(ctx, dy, dy, weight.value, running_mean.value, running_var.value, eps_, dx_out, nullptr,
+                            nullptr);
   }
+  saved_ = false;
   x_ = Tensor();
   save_mean_ = Tensor();
   save_invstd_ = Tensor();
   return dx;
 }
 
-// num_batches_tracked is a scalar: on the GPU it takes a round trip through the host.
+// num_batches_tracked stays on the host (Buffer::stays_on_host), so counting never waits for the device; one moved
+// there explicitly takes a round trip through the host.
 void BatchNorm2d::count_batch(Context& ctx) {
   Tensor& counter = num_batches_tracked.value;
   TL_CHECK(counter.dtype() == DType::I64 && counter.numel() == 1, "num_batches_tracked must be an I64 scalar, got ",

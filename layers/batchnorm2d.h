@@ -32,7 +32,7 @@ class BatchNorm2d : public Layer {
   Parameter bias;  // [C], zeros
   Buffer running_mean;  // [C], zeros
   Buffer running_var;  // [C], ones
-  Buffer num_batches_tracked;  // I64 scalar (shape {}), training forwards with batch statistics
+  Buffer num_batches_tracked;  // I64 scalar (shape {}), training forwards with batch statistics; stays on the host
 
  protected:
   Tensor forward_impl(Context& ctx, const Tensor& x, Mode mode) override;
@@ -44,7 +44,8 @@ class BatchNorm2d : public Layer {
   int64_t channels_;
   double eps_;
   double momentum_;
-  // Kept by a forward that backward will follow.
+  // Kept by a forward that backward will follow: x only with batch statistics (frozen backward needs no input).
+  bool saved_ = false;
   Tensor x_;
   Tensor save_mean_, save_invstd_;  // batch statistics; undefined when the forward used running ones
 };
