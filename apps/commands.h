@@ -8,5 +8,6 @@ int run_convert(int argc, char** argv);
 int run_classify(int argc, char** argv);
 int run_transfer(int argc, char** argv);
 int run_predict(int argc, char** argv);
+int run_bench(int argc, char** argv);
 
 }  // namespace tl::app

@@ -23,6 +23,7 @@ const Command kCommands[] = {
     {"train-mnist", tl::app::run_train_mnist, "train a small CNN on Fashion-MNIST (the first real job)"},
     {"convert", tl::app::run_convert, "convert a published checkpoint (.pth, Keras .h5, hub safetensors) to tl's format"},
     {"classify", tl::app::run_classify, "top-5 classes of images under a converted checkpoint"},
+    {"bench", tl::app::run_bench, "benchmarks: kernels vs copy bandwidth and cuDNN, models vs PyTorch, per-layer times"},
     {"info", tl::app::run_info, "show the build, the CPU threads and whether a CUDA device exists"},
 };
 
