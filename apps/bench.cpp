@@ -110,7 +110,10 @@ std::string tf32_note(Context& gpu) {
   cublasMath_t mode = CUBLAS_DEFAULT_MATH;
   std::string cublas = "unknown";
   if (cublasGetMathMode(gpu.cuda().cublas(), &mode) == CUBLAS_STATUS_SUCCESS)
-    cublas = (mode & CUBLAS_TF32_TENSOR_OP_MATH) ? "CUBLAS_TF32_TENSOR_OP_MATH" : str("math mode ", int(mode));
+    // The low bits hold the mode; higher bits are flags (CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION).
+    cublas = (int(mode) & 0xF) == CUBLAS_TF32_TENSOR_OP_MATH ? "CUBLAS_TF32_TENSOR_OP_MATH (TF32 GEMMs)"
+             : (int(mode) & 0xF) == CUBLAS_DEFAULT_MATH     ? "CUBLAS_DEFAULT_MATH (fp32 GEMMs)"
+                                                            : str("math mode ", int(mode));
   return str("TF32 on the GPU: Context tf32 = ", gpu.tf32() ? "on" : "off",
              " (cuDNN convolutions); the engine's cuBLAS handle after the run: ", cublas);
 }

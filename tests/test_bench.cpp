@@ -51,13 +51,13 @@ int64_t resnet18_flops(const std::string& mode) {
 TEST_CASE("tl bench --cpu --layers --quick measures ResNet18 and writes matching markdown and JSON") {
   tl::test::TempDir dir("bench");
   const std::string json_path = dir.file("bench.json"), md_path = dir.file("bench.md");
-  auto run = tl::test::run_tool("bench --cpu --layers --quick --model resnet18 --threads 2 --json '" + json_path +
+  auto run = tl::test::run_tool("bench --cpu --layers --layers-device cpu --quick --model resnet18 --threads 2 --json '" + json_path +
                                 "' --markdown '" + md_path + "'");
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
   tl::json::Value doc = tl::json::parse(read_text(json_path));
   CHECK(field(doc, "tool").as_string() == "tl bench");
-  CHECK(contains(field(doc, "command").as_string(), "--cpu --layers --quick"));
+  CHECK(contains(field(doc, "command").as_string(), "--cpu --layers --layers-device cpu --quick"));
 
   // The CPU matrix rate is measured and is the roofline's denominator.
   double cpu_rate = 0;
