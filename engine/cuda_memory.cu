@@ -1,3 +1,5 @@
+#include <cmath>
+
 #include "engine/context.h"
 #include "engine/cuda_check.h"
 #include "engine/cuda_memory.h"
@@ -24,6 +26,7 @@ void launch_fill(Context& ctx, T* out, int64_t n, T value) {
 }  // namespace
 
 void cuda_copy(Context& ctx, void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  if (bytes == 0) return;  // views of empty tensors may hold null pointers
   cudaStream_t stream = ctx.cuda().stream;
   cudaMemcpyKind kind = cudaMemcpyDefault;
   TL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream));
@@ -33,7 +36,8 @@ void cuda_copy(Context& ctx, void* dst, Device dst_device, const void* src, Devi
 
 void cuda_fill(Context& ctx, Tensor& t, double value) {
   if (t.numel() == 0) return;
-  if (value == 0.0) {
+  // Zero bytes only for +0.0: -0.0 must keep its sign bit in float tensors, as the CPU fill does.
+  if (value == 0.0 && !std::signbit(value)) {
     TL_CUDA_CHECK(cudaMemsetAsync(t.raw(), 0, t.nbytes(), ctx.cuda().stream));
     return;
   }

@@ -107,16 +107,18 @@ __device__ void process_rows(const RowJob& job, Group group) {
       sum_exp += exp(shifted);
       sum_shifted += shifted;
     }
-    sum_exp = group.reduce(sum_exp, Sum{});
-    const double log_sum = log(sum_exp);
     const int64_t label = job.labels ? job.labels[row] : -1;
     const bool labelled = label >= 0 && label < classes;  // a bad label is reported by the batch kernel
+    // Read before the reductions: when dlogits is the logits tensor itself (the CPU twin handles that),
+    // threads past the last reduction are already overwriting this row in pass 3.
+    const double z_label = job.row_loss && labelled ? double(z[label]) : 0.0;
+    sum_exp = group.reduce(sum_exp, Sum{});
+    const double log_sum = log(sum_exp);
     if (job.row_loss) {
       sum_shifted = group.reduce(sum_shifted, Sum{});
       // As the CPU twin: log_sum - (1-s) (z_y - peak) - (s/C) sum_c (z_c - peak).
       if (group.lane() == 0)
-        job.row_loss[row] =
-            labelled ? log_sum - job.keep * (double(z[label]) - peak) - job.off_target * sum_shifted : 0.0;
+        job.row_loss[row] = labelled ? log_sum - job.keep * (z_label - peak) - job.off_target * sum_shifted : 0.0;
     }
     // Pass 3: (softmax - target) / divisor, rounded once to float.
     if (job.out) {

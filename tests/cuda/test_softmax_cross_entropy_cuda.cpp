@@ -179,3 +179,30 @@ CUDA_TEST_CASE("softmax cross-entropy on CUDA: bad labels, devices and dtypes ar
   CHECK(loss_close(loss, loss_cpu, 4));
   CHECK(test::cuda_vs_cpu_error(ctx, dlogits, dlogits_cpu) <= 1e-5);
 }
+
+CUDA_TEST_CASE("softmax cross-entropy and softmax on CUDA in place (output = logits), as the CPU twin allows") {
+  Context ctx({.device = Device::CUDA});
+  Rng rng(59);
+  for (int64_t classes : {int64_t(10), int64_t(1003)}) {
+    CAPTURE(classes);
+    const int64_t rows = 37;
+    Tensor logits = test::random_tensor(rng, {rows, classes}, DType::F32, -8, 8);
+    Tensor labels = random_labels(rng, rows, classes);
+    Tensor in_place_cpu = logits.clone();
+    const double loss_cpu = softmax_cross_entropy(ctx, in_place_cpu, labels, 0.1, &in_place_cpu);
+    Tensor probabilities_cpu;
+    softmax(ctx, logits, probabilities_cpu);
+    for (RowMapping mapping : {RowMapping::WarpPerRow, RowMapping::BlockPerRow}) {
+      CAPTURE(int(mapping));
+      // The loss reads the labelled logit: it must do so before any thread overwrites the row.
+      Tensor in_place = test::to_cuda(ctx, logits);
+      const double loss_g =
+          cuda::softmax_cross_entropy(ctx, in_place, test::to_cuda(ctx, labels), 0.1, &in_place, mapping);
+      CHECK(loss_close(loss_g, loss_cpu, classes));
+      CHECK(test::cuda_vs_cpu_error(ctx, in_place, in_place_cpu) <= 1e-5);
+      Tensor probabilities = test::to_cuda(ctx, logits);
+      cuda::softmax(ctx, probabilities, probabilities, mapping);
+      CHECK(test::cuda_vs_cpu_error(ctx, probabilities, probabilities_cpu) <= 1e-5);
+    }
+  }
+}
