@@ -14,6 +14,9 @@ CudaState::CudaState(int device_) : device(device_) {
 CudaState::~CudaState() {
   // Destructors must not throw: release quietly, once the queued work that may use it is done.
   if (stream) cudaStreamSynchronize(stream);
+  // The cuDNN plans (descriptors, the ones vector) go first, before the handles they were made with;
+  // their device memory returns to the allocator, which outlives this body.
+  conv_algorithms.reset();
   try {
     if (workspace_) allocator->release(workspace_, workspace_bytes_);
   } catch (...) {

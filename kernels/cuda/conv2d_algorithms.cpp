@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <sstream>
+#include <vector>
 
 #include "engine/context.h"
 #include "engine/cuda_check.h"
@@ -122,20 +123,47 @@ CudnnAlgorithmCache& cudnn_algorithm_cache(Context& ctx) {
 
 namespace {
 
-// The fastest eligible result (see the header for the rules), or an error listing what cuDNN said.
-template <class Perf>
-ConvAlgorithm pick(const Perf* results, int count, size_t offered, const ConvPlan& plan, ConvDirection direction) {
-  const bool strict_fp32 = plan.requested_math == CUDNN_FMA_MATH;
-  const Perf* best = nullptr;          // deterministic
-  const Perf* best_any = nullptr;      // any determinism
+// The fastest result that ran within the offered workspace and that `accept` takes; nullptr if none.
+template <class Perf, class Accept>
+const Perf* fastest(const Perf* results, int count, size_t offered, Accept accept) {
+  const Perf* best = nullptr;
   for (int i = 0; i < count; ++i) {
     const Perf& r = results[i];
-    if (r.status != CUDNN_STATUS_SUCCESS || r.memory > offered || r.time < 0) continue;
-    if (strict_fp32 && r.mathType != CUDNN_FMA_MATH) continue;
-    if (!best_any || r.time < best_any->time) best_any = &r;
-    if (r.determinism == CUDNN_DETERMINISTIC && (!best || r.time < best->time)) best = &r;
+    if (r.status != CUDNN_STATUS_SUCCESS || r.memory > offered || r.time < 0 || !accept(r)) continue;
+    if (!best || r.time < best->time) best = &r;
   }
-  if (!best) best = best_any;
+  return best;
+}
+
+// The fastest eligible result (see the header for the rules), or an error listing what cuDNN said.
+// `need` asks cuDNN for one algorithm's workspace under the descriptor's math type (the requested one
+// while searching).
+template <class Perf, class Need>
+ConvAlgorithm pick(const Perf* results, int count, size_t offered, const ConvPlan& plan, ConvDirection direction,
+                   Need need) {
+  const bool strict_fp32 = plan.requested_math == CUDNN_FMA_MATH;
+  auto any = [](const Perf&) { return true; };
+  auto deterministic = [](const Perf& r) { return r.determinism == CUDNN_DETERMINISTIC; };
+  auto fma = [](const Perf& r) { return r.mathType == CUDNN_FMA_MATH; };
+  // Find also times CUDNN_DEFAULT_MATH besides the descriptor's type and may label an algorithm that
+  // has no tensor-core kernel DEFAULT. If strict FP32 finds no FMA-labelled result, it takes any
+  // result whose algorithm cuDNN accepts under FMA: it runs with the descriptor set to FMA below, so
+  // no TF32 kernel can run either way.
+  auto runs_as_fma = [&](const Perf& r) {
+    size_t bytes = 0;
+    return need(static_cast<int>(r.algo), &bytes) == CUDNN_STATUS_SUCCESS;
+  };
+  const Perf* best = nullptr;
+  if (strict_fp32) {
+    best = fastest(results, count, offered, [&](const Perf& r) { return fma(r) && deterministic(r); });
+    if (!best) best = fastest(results, count, offered, fma);
+    if (!best)
+      best = fastest(results, count, offered, [&](const Perf& r) { return runs_as_fma(r) && deterministic(r); });
+    if (!best) best = fastest(results, count, offered, runs_as_fma);
+  } else {
+    best = fastest(results, count, offered, deterministic);
+    if (!best) best = fastest(results, count, offered, any);
+  }
   if (!best) {
     std::ostringstream seen;
     for (int i = 0; i < count; ++i)
@@ -150,6 +178,12 @@ ConvAlgorithm pick(const Perf* results, int count, size_t offered, const ConvPla
   chosen.workspace_bytes = best->memory;
   // Strict FP32 stays FMA whatever the record says; TF32 runs with the math type that was timed.
   chosen.math = strict_fp32 ? CUDNN_FMA_MATH : best->mathType;
+  if (strict_fp32 && best->mathType != CUDNN_FMA_MATH) {
+    // Timed under another math type: the FMA variant's workspace is what the run needs.
+    size_t bytes = 0;
+    if (need(chosen.algo, &bytes) == CUDNN_STATUS_SUCCESS)
+      chosen.workspace_bytes = std::max(chosen.workspace_bytes, bytes);
+  }
   chosen.time_ms = best->time;
   chosen.deterministic = best->determinism == CUDNN_DETERMINISTIC;
   return chosen;
@@ -168,6 +202,13 @@ size_t workspace_to_offer(int algorithm_count, Need need) {
   return offered;
 }
 
+// Room for every result Find may return: cuDNN's own maximum, and never fewer than two per algorithm
+// (it may time an algorithm under the descriptor's math type and again under CUDNN_DEFAULT_MATH), so
+// that the cut at requestedAlgoCount cannot drop the FMA results strict FP32 needs.
+size_t result_slots(int max_count, int algorithm_count) {
+  return static_cast<size_t>(std::max(max_count, 2 * algorithm_count));
+}
+
 }  // namespace
 
 const ConvAlgorithm& conv_forward_algorithm(Context& ctx, ConvPlan& plan, const Tensor& x, const Tensor& w,
@@ -176,18 +217,22 @@ const ConvAlgorithm& conv_forward_algorithm(Context& ctx, ConvPlan& plan, const 
     CudaState& cuda = ctx.cuda();
     cudnnHandle_t handle = cuda.cudnn();
     TL_CUDA_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.requested_math));
-    size_t offered = workspace_to_offer(CUDNN_CONVOLUTION_FWD_ALGO_COUNT, [&](int a, size_t* bytes) {
+    auto need = [&](int a, size_t* bytes) {
       return cudnnGetConvolutionForwardWorkspaceSize(handle, plan.x, plan.w, plan.conv, plan.y,
                                                      static_cast<cudnnConvolutionFwdAlgo_t>(a), bytes);
-    });
+    };
+    size_t offered = workspace_to_offer(CUDNN_CONVOLUTION_FWD_ALGO_COUNT, need);
     void* workspace = cuda.workspace(offered);
-    cudnnConvolutionFwdAlgoPerf_t results[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int max_count = 0;
+    TL_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &max_count));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> results(
+        result_slots(max_count, CUDNN_CONVOLUTION_FWD_ALGO_COUNT));
     int count = 0;
     TL_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(handle, plan.x, x.raw(), plan.w, w.raw(), plan.conv, plan.y,
-                                                         y.raw(), CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, results,
-                                                         workspace, offered));
+                                                         y.raw(), static_cast<int>(results.size()), &count,
+                                                         results.data(), workspace, offered));
     cudnn_algorithm_cache(ctx).count_search();
-    plan.forward = pick(results, count, offered, plan, ConvDirection::forward);
+    plan.forward = pick(results.data(), count, offered, plan, ConvDirection::forward, need);
   }
   TL_CUDA_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.forward->math));
   return *plan.forward;
@@ -199,18 +244,22 @@ const ConvAlgorithm& conv_backward_data_algorithm(Context& ctx, ConvPlan& plan, 
     CudaState& cuda = ctx.cuda();
     cudnnHandle_t handle = cuda.cudnn();
     TL_CUDA_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.requested_math));
-    size_t offered = workspace_to_offer(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, [&](int a, size_t* bytes) {
+    auto need = [&](int a, size_t* bytes) {
       return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, plan.w, plan.y, plan.conv, plan.x,
                                                           static_cast<cudnnConvolutionBwdDataAlgo_t>(a), bytes);
-    });
+    };
+    size_t offered = workspace_to_offer(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, need);
     void* workspace = cuda.workspace(offered);
-    cudnnConvolutionBwdDataAlgoPerf_t results[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    int max_count = 0;
+    TL_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count));
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> results(
+        result_slots(max_count, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT));
     int count = 0;
     TL_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(handle, plan.w, w.raw(), plan.y, dy.raw(), plan.conv,
-                                                              plan.x, dx.raw(), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-                                                              &count, results, workspace, offered));
+                                                              plan.x, dx.raw(), static_cast<int>(results.size()),
+                                                              &count, results.data(), workspace, offered));
     cudnn_algorithm_cache(ctx).count_search();
-    plan.backward_data = pick(results, count, offered, plan, ConvDirection::backward_data);
+    plan.backward_data = pick(results.data(), count, offered, plan, ConvDirection::backward_data, need);
   }
   TL_CUDA_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_data->math));
   return *plan.backward_data;
@@ -222,20 +271,24 @@ const ConvAlgorithm& conv_backward_filter_algorithm(Context& ctx, ConvPlan& plan
     CudaState& cuda = ctx.cuda();
     cudnnHandle_t handle = cuda.cudnn();
     TL_CUDA_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.requested_math));
-    size_t offered = workspace_to_offer(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, [&](int a, size_t* bytes) {
+    auto need = [&](int a, size_t* bytes) {
       return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, plan.x, plan.y, plan.conv, plan.w,
                                                             static_cast<cudnnConvolutionBwdFilterAlgo_t>(a), bytes);
-    });
+    };
+    size_t offered = workspace_to_offer(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, need);
     void* workspace = cuda.workspace(offered);
     // The search overwrites its output: dw holds an accumulated gradient, so search into scratch.
     Tensor scratch = Tensor::empty(ctx, dw.shape(), DType::F32, Device::CUDA);
-    cudnnConvolutionBwdFilterAlgoPerf_t results[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    int max_count = 0;
+    TL_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &max_count));
+    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> results(
+        result_slots(max_count, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT));
     int count = 0;
-    TL_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
-        handle, plan.x, x.raw(), plan.y, dy.raw(), plan.conv, plan.w, scratch.raw(),
-        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, results, workspace, offered));
+    TL_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, plan.x, x.raw(), plan.y, dy.raw(), plan.conv,
+                                                                plan.w, scratch.raw(), static_cast<int>(results.size()),
+                                                                &count, results.data(), workspace, offered));
     cudnn_algorithm_cache(ctx).count_search();
-    plan.backward_filter = pick(results, count, offered, plan, ConvDirection::backward_filter);
+    plan.backward_filter = pick(results.data(), count, offered, plan, ConvDirection::backward_filter, need);
   }
   TL_CUDA_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_filter->math));
   return *plan.backward_filter;

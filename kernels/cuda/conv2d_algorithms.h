@@ -9,8 +9,10 @@
 // - among the results cuDNN timed successfully: deterministic ones only (the CPU twin promises
 //   results that do not depend on scheduling, and a training run should repeat from its seed); if
 //   no deterministic algorithm fits, the fastest nondeterministic one rather than a failure;
-// - strict FP32 (ctx.tf32() false) accepts only CUDNN_FMA_MATH results, so no tensor-core TF32
-//   kernel can slip in; with TF32 on, the math type cuDNN timed the algorithm with is used.
+// - strict FP32 (ctx.tf32() false) prefers results cuDNN timed as CUDNN_FMA_MATH; if it labelled
+//   none so, any algorithm cuDNN accepts under FMA. Either way it runs with the descriptor set to
+//   CUDNN_FMA_MATH, so no tensor-core TF32 kernel can slip in; with TF32 on, the math type cuDNN
+//   timed the algorithm with is used.
 #include <cudnn.h>
 
 #include <array>

@@ -4,9 +4,13 @@
 // dbias) start from random values on the scale of the gradient itself, so a kernel that overwrote
 // instead of adding would be off by ~50%.
 // Tolerances (relative L2):
-// - strict FP32 (ctx.tf32() false): 1e-5. Each output is a sum of C*KH*KW (forward), O*KH*KW
-//   (backward data) or N*OH*OW (backward filter) float products; cuDNN sums them in another order
-//   than the reference, and float rounding of such sums stays around 1e-7..1e-6 relative.
+// - strict FP32 (ctx.tf32() false): 1e-4, the bound DESIGN.md sets for convolutions. Each output is
+//   a sum of C*KH*KW (forward, up to 4608 here), O*KH*KW (backward data) or N*OH*OW (backward filter,
+//   up to 25088 for the stem) float products. A GEMM-style order stays near 1e-6 relative (a plain
+//   running sum of K zero-mean terms: about 2^-24 * sqrt(K / 6), 4e-6 at K = 25088), but cuDNN may
+//   pick FFT or Winograd (F(4x4,3x3) transforms amplify rounding several-fold), which can reach
+//   ~1e-5 on the 512-channel case: 1e-5 would fail for no bug. 1e-4 still catches a TF32 kernel
+//   slipping into strict mode (~5e-4, below) and any indexing or accumulation error (>= 1e-2).
 // - TF32 on: 5e-3. Tensor cores round both inputs to a 10-bit mantissa (relative error up to
 //   2^-11 each), which gives ~5e-4 relative error on random data; 5e-3 leaves a margin of 10.
 // - bias gradients: 1e-5 in both modes (a plain float reduction, not a tensor-core product).
@@ -28,7 +32,7 @@ using test::to_cuda;
 
 namespace {
 
-constexpr double kStrictTolerance = 1e-5;
+constexpr double kStrictTolerance = 1e-4;
 constexpr double kTf32Tolerance = 5e-3;
 constexpr double kBiasTolerance = 1e-5;
 
