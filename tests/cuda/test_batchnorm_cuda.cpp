@@ -161,9 +161,11 @@ void check_eval(Context& ctx, Rng& rng, const Inputs& in, const ChannelTypes& t)
 }
 
 // Odd sizes, tiny ones, H*W below and above a block, H*W % 4 == 0 (float4 loads) and not, several
-// slices per channel (2*3*333*333 and 64*48*7*7 have more values per channel than one block takes).
-const std::vector<Shape> kShapes{{3, 5, 7, 9}, {1, 1, 1, 2}, {2, 3, 1, 1}, {5, 7, 2, 2},
-                                 {64, 48, 7, 7}, {2, 3, 333, 333}, {6, 10, 20, 24}};
+// slices per channel (2*3*333*333 and 64*48*7*7 have more values per channel than one block takes),
+// and more channels than gridDim.y's 65535 (the reduction blocks then loop over channels and reuse
+// their shared memory; the finalize grid has 70000 blocks).
+const std::vector<Shape> kShapes{{3, 5, 7, 9},   {1, 1, 1, 2},      {2, 3, 1, 1},   {5, 7, 2, 2},
+                                 {64, 48, 7, 7}, {2, 3, 333, 333}, {6, 10, 20, 24}, {2, 70000, 1, 1}};
 const std::vector<ChannelTypes> kTypes{kAllF32, kLikeLayer, kMixed, kAllF64};
 
 }  // namespace

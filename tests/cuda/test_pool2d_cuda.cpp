@@ -122,6 +122,15 @@ CUDA_TEST_CASE("maxpool2d on CUDA matches the CPU twin on ResNet's stem pool [2,
   check_maxpool(ctx, rng, test::random_distinct(rng, {2, 64, 112, 112}, DType::F32), kK3S2P1);
 }
 
+// 563,200 planes: more than the 65536 * 8 warps of a full grid, so the warp-per-plane kernels (the
+// ordered scatter here, global average pooling below) take their grid-stride step to a second plane.
+CUDA_TEST_CASE("pool2d warp-per-plane kernels on CUDA cover more planes than one grid holds") {
+  Context ctx({.device = Device::CUDA});
+  Rng rng(19);
+  check_maxpool(ctx, rng, test::random_distinct(rng, {1100, 512, 2, 2}, DType::F32), kK2S2);
+  check_adaptive(ctx, rng, {1100, 512, 2, 2}, 1, 1);
+}
+
 CUDA_TEST_CASE("maxpool2d on CUDA breaks ties, handles -inf and propagates NaN exactly as the CPU twin") {
   Context ctx({.device = Device::CUDA});
   Rng rng(11);
