@@ -3,6 +3,7 @@
 #include <cublas_v2.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -54,11 +55,14 @@ std::string read_file(const std::string& path) {
   return buffer.str();
 }
 
+// Through a temporary and a rename, so a run stopped mid-write leaves the previous complete file.
 void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
+  const std::string temporary = path + ".tmp";
+  std::ofstream out(temporary, std::ios::binary);
   out << text;
   out.close();
-  TL_CHECK(out.good(), "bench: cannot write ", path);
+  TL_CHECK(out.good(), "bench: cannot write ", temporary);
+  TL_CHECK(std::rename(temporary.c_str(), path.c_str()) == 0, "bench: cannot rename ", temporary, " to ", path);
 }
 
 std::string command_line(int argc, char** argv) {
@@ -187,6 +191,9 @@ int run_bench(int argc, char** argv) {
   const bool layers_on_gpu = layers && layers_device != "cpu" && have_gpu;
 
   bench::Results results;
+  const std::string command = command_line(argc, argv);
+  if (!args.get("json").empty())
+    results.checkpoint = [&] { write_file(args.get("json"), bench::to_json_text(bench::results_json(results, command, o))); };
   std::unique_ptr<Context> gpu, cpu;
   if (kernels || models || layers_on_gpu) {
     ContextOptions co;
@@ -210,6 +217,7 @@ int run_bench(int argc, char** argv) {
       results.notes.push_back(json::Value(str(name, " stopped: ", e.what())));
       std::fprintf(stderr, "tl bench: %s stopped: %s\n", name, e.what());
     }
+    results.saved();
   };
   if (gpu && (models || layers_on_gpu)) section("GPU matrix rates", [&] { bench::measure_gpu_rates(*gpu, o, results); });
   if (cpu) section("CPU matrix rate", [&] { bench::measure_cpu_rates(*cpu, results); });
@@ -219,7 +227,7 @@ int run_bench(int argc, char** argv) {
   if (layers) section("--layers", [&] { bench::run_layers(layers_on_gpu ? *gpu : *cpu, o, results); });
   if (gpu) section("TF32 state", [&] { results.notes.push_back(json::Value(tf32_note(*gpu))); });
 
-  json::Value doc = bench::results_json(results, command_line(argc, argv), o);
+  json::Value doc = bench::results_json(results, command, o);
   if (!args.get("json").empty()) write_file(args.get("json"), bench::to_json_text(doc));
   emit(doc);
   return 0;

@@ -8,6 +8,7 @@
 //   --layers   per-layer breakdown of one ResNet18 training step: bench_layers.cpp
 //   matrix rates and copy bandwidth: bench_rates.cpp
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,11 @@ struct Results {
   json::Array kernels;
   json::Array layers;
   json::Array notes;        // strings
+  // Called after every row, so a run stopped by a time limit keeps what it measured (bench.cpp rewrites --json).
+  std::function<void()> checkpoint;
+  void saved() const {
+    if (checkpoint) checkpoint();
+  }
   // The rate a row at this device and precision is measured against; 0 when not measured.
   double rate(const std::string& device, const std::string& precision) const;
 };

@@ -87,6 +87,7 @@ void run_kernels(Context& gpu, const Options& o, Results& results) {
       std::fprintf(stderr, "tl bench: %s: error: %s\n", c.name.c_str(), e.what());
     }
     results.kernels.push_back(row.done());
+    results.saved();
     try {
       gpu.synchronize();
       gpu.cuda().allocator->empty_cache();  // the next case's sets may be larger

@@ -173,6 +173,7 @@ void run_models(Context& ctx, const Options& o, Results& results) {
           }
         }
         results.models.push_back(row.done());
+        results.saved();
       }
     }
   }

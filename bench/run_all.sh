@@ -102,23 +102,23 @@ if [ $have_gpu = 1 ]; then
   batches="${BENCH_BATCHES:-32,64,128,256}"
   warmup="${BENCH_WARMUP:-3}" reps="${BENCH_REPS:-10}"
   largest="${batches##*,}"
-  stage tl_kernels 60 "$tl" bench --kernels --json "$out/tl_kernels.json"
+  stage tl_kernels 50 "$tl" bench --kernels --json "$out/tl_kernels.json"
   ours+=("$out/tl_kernels.json")
   for model in resnet18 vgg16; do
-    limit=$([ $model = vgg16 ] && echo 100 || echo 70)
+    limit=$([ $model = vgg16 ] && echo 110 || echo 70)
     stage "tl_$model" $limit "$tl" bench --models --model $model --image-size "$image" --batches "$batches" --warmup "$warmup" \
       --reps "$reps" --json "$out/tl_$model.json"
     ours+=("$out/tl_$model.json")
-    stage "pytorch_$model" $((limit + 30)) "$python" bench/pytorch_reference.py --device cuda --models $model --image-size "$image" \
+    stage "pytorch_$model" $((limit + 20)) "$python" bench/pytorch_reference.py --device cuda --models $model --image-size "$image" \
       --batches "$batches" --warmup "$warmup" --reps "$reps" --configs eager_fp32,eager_bf16_cl \
       --json "$out/pytorch_$model.json"
     theirs+=("$out/pytorch_$model.json")
   done
-  stage tl_layers 40 "$tl" bench --layers --image-size "$image" --batches "$largest" --warmup "$warmup" --reps "$reps" \
+  stage tl_layers 30 "$tl" bench --layers --image-size "$image" --batches "$largest" --warmup "$warmup" --reps "$reps" \
     --json "$out/tl_layers.json"
   ours+=("$out/tl_layers.json")
   if [ "${BENCH_COMPILE:-1}" != 0 ]; then
-    stage pytorch_compile 100 "$python" bench/pytorch_reference.py --device cuda --models resnet18 --image-size "$image" \
+    stage pytorch_compile 90 "$python" bench/pytorch_reference.py --device cuda --models resnet18 --image-size "$image" \
       --batches "$largest" --modes inference,train --warmup "$warmup" --reps "$reps" --configs compile \
       --compile-mode "${BENCH_COMPILE_MODE:-max-autotune}" --json "$out/pytorch_compile.json"
     theirs+=("$out/pytorch_compile.json")

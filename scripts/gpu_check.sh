@@ -85,12 +85,12 @@ else
 fi
 
 # Benchmarks in what is left: batches 32 and 256, 5 timed steps per row, torch.compile only when there is room.
-# bench/run_all.sh's stage limits add up to ~500 s (600 s with compile); scale them to fit.
+# bench/run_all.sh's GPU stage limits add up to 480 s (570 s with compile); scale them to fit.
 bench_left=$(( $(left) - 20 ))
 if [ $bench_left -ge 60 ]; then
   compile=0
   [ $bench_left -ge 420 ] && compile=1
-  scale=$(python3 -c "print(round(min(1.0, $bench_left / ($compile * 100 + 520)), 3))")
+  scale=$(python3 -c "print(round(min(1.0, $bench_left / ($compile * 90 + 480)), 3))")
   BUILD_DIR="$build" BENCH_NO_BUILD=1 BENCH_BATCHES=32,256 BENCH_REPS=5 BENCH_COMPILE=$compile \
     BENCH_TIME_SCALE=$scale BENCH_NOTE="reduced configuration of scripts/gpu_check.sh (batches 32 and 256, 5 timed steps, stage limits x$scale); bench/run_all.sh alone gives the full set" \
     stage benchmarks $((bench_left + 15)) 60 bench/run_all.sh "$out/bench"
