@@ -1,6 +1,7 @@
 #include "apps/device.h"
 
 #include "engine/error.h"
+#include "engine/host_upload.h"
 
 namespace tl::app {
 
@@ -24,7 +25,7 @@ ContextOptions job_context_options(Device device, uint64_t seed, int threads) {
 
 Tensor to_job_device(Context& ctx, const Tensor& host) {
   if (ctx.device() == Device::CPU || host.device() == ctx.device()) return host;
-  return host.to(ctx, ctx.device());
+  return upload_async(ctx, host);
 }
 
 void move_model(Context& ctx, Model& model) { model.to(ctx, ctx.device()); }

@@ -14,7 +14,7 @@
 #include "engine/loss.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
-#include "kernels/softmax_cross_entropy.h"
+#include "kernels/accuracy.h"
 #include "layers/batchnorm2d.h"
 #include "layers/conv2d.h"
 #include "layers/flatten.h"
@@ -60,19 +60,6 @@ void gather(const IdxDataset& data, const std::vector<int64_t>& order, int64_t b
   }
 }
 
-// Host labels against the argmax of the logits (copied to the host from a device: [N,10] floats).
-int64_t count_correct(Context& ctx, const Tensor& device_logits, const Tensor& labels) {
-  Tensor logits = device_logits.to(ctx, Device::CPU);
-  int64_t correct = 0, classes = logits.size(1);
-  const float* z = logits.data<float>();
-  for (int64_t i = 0; i < logits.size(0); ++i) {
-    const float* row = z + i * classes;
-    int64_t best = std::max_element(row, row + classes) - row;
-    correct += best == labels.data<int64_t>()[i];
-  }
-  return correct;
-}
-
 double evaluate(Context& ctx, Model& model, const IdxDataset& data, int64_t batch_size) {
   std::vector<int64_t> order(static_cast<size_t>(data.labels.numel()));
   std::iota(order.begin(), order.end(), 0);
@@ -81,7 +68,7 @@ double evaluate(Context& ctx, Model& model, const IdxDataset& data, int64_t batc
     Tensor images, labels;
     gather(data, order, b, std::min<int64_t>(b + batch_size, data.labels.numel()), images, labels);
     Tensor logits = model.forward(ctx, to_job_device(ctx, images), Mode::Eval);
-    correct += count_correct(ctx, logits, labels);
+    correct += count_correct(ctx, logits, to_job_device(ctx, labels));
   }
   return data.labels.numel() ? double(correct) / data.labels.numel() : 0;
 }
@@ -131,11 +118,12 @@ int run_train_mnist(int argc, char** argv) {
       gather(train, order, b, std::min(b + batch, n), images, labels);
       optimizer->zero_grad(ctx);
       Tensor logits = model.forward(ctx, to_job_device(ctx, images), Mode::Train);
-      LossResult loss = cross_entropy_loss(ctx, logits, to_job_device(ctx, labels));
+      Tensor device_labels = to_job_device(ctx, labels);
+      LossResult loss = cross_entropy_loss(ctx, logits, device_labels);
       model.backward(ctx, loss.dlogits);
       optimizer->step(ctx);
       loss_sum += loss.loss * labels.numel();
-      correct += count_correct(ctx, logits, labels);
+      correct += count_correct(ctx, logits, device_labels);
       bar.step(labels.numel());
     }
     double rate = bar.finish();

@@ -16,6 +16,7 @@
 #include "apps/progress.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
+#include "kernels/accuracy.h"
 #include "report/plot.h"
 #include "report/png_writer.h"
 
@@ -57,15 +58,20 @@ void finish_eval(EvalResult& r, double loss_sum) {
   r.accuracy = r.count ? double(r.correct) / r.count : 0;
 }
 
-// Each row's predicted class: the logits' argmax, or logit > 0 for a binary head ([N,1]). Reads a host copy of the
-// logits on a device (a few kilobytes: the loss has synchronised already).
+// Each row's predicted class: the logits' argmax (on the logits' device; only the indices come back), or logit > 0
+// for a binary head ([N,1], read on the host: one float per row).
 std::vector<int64_t> predicted_classes(Context& ctx, const Tensor& logits, bool binary) {
-  Tensor host = logits.to(ctx, Device::CPU);
-  const int64_t n = host.size(0), c = host.numel() / std::max<int64_t>(n, 1);
-  const float* z = host.data<float>();
+  const int64_t n = logits.size(0);
   std::vector<int64_t> out(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i)
-    out[i] = binary ? (z[i] > 0 ? 1 : 0) : std::max_element(z + i * c, z + (i + 1) * c) - (z + i * c);
+  if (binary) {
+    Tensor host = logits.to(ctx, Device::CPU);
+    for (int64_t i = 0; i < n; ++i) out[i] = host.data<float>()[i] > 0 ? 1 : 0;
+    return out;
+  }
+  Tensor indices;
+  argmax_rows(ctx, logits, indices);
+  Tensor host = indices.to(ctx, Device::CPU);
+  std::copy(host.data<int64_t>(), host.data<int64_t>() + n, out.begin());
   return out;
 }
 
@@ -99,22 +105,31 @@ void install_interrupt_handler() {
 bool interrupt_requested() { return g_interrupted.load(); }
 
 LossResult batch_loss(Context& ctx, const Tensor& logits, const Tensor& labels, const LossSpec& spec,
-                      std::vector<int64_t>* predicted) {
+                      std::vector<int64_t>* predicted, int64_t* correct) {
   TL_CHECK(!labels.is_cuda() && labels.dtype() == DType::I64, "batch_loss: labels must be host I64, got ",
            labels.describe());
   int64_t n = labels.numel();
   TL_CHECK(logits.dim() >= 1 && logits.size(0) == n, "batch_loss: logits ", logits.describe(), " for ", n, " labels");
   LossResult result;
+  const int64_t* y = labels.data<int64_t>();
   if (spec.binary) {
     TL_CHECK(logits.numel() == n, "binary head: expected one logit per image, got ", logits.describe());
     Tensor targets = Tensor::empty({n});
-    for (int64_t i = 0; i < n; ++i) targets.data<float>()[i] = static_cast<float>(labels.data<int64_t>()[i]);
+    for (int64_t i = 0; i < n; ++i) targets.data<float>()[i] = static_cast<float>(y[i]);
     result = bce_with_logits_loss(ctx, logits.reshape({n}), to_job_device(ctx, targets));
     result.dlogits = result.dlogits.reshape(logits.shape());
-  } else {
-    result = cross_entropy_loss(ctx, logits, to_job_device(ctx, labels), spec.label_smoothing);
+    if (predicted || correct) {
+      std::vector<int64_t> classes = predicted_classes(ctx, logits, true);
+      if (correct) *correct = 0;
+      for (int64_t i = 0; correct && i < n; ++i) *correct += classes[i] == y[i];
+      if (predicted) *predicted = std::move(classes);
+    }
+    return result;
   }
-  if (predicted) *predicted = predicted_classes(ctx, logits, spec.binary);
+  Tensor device_labels = to_job_device(ctx, labels);
+  result = cross_entropy_loss(ctx, logits, device_labels, spec.label_smoothing);
+  if (predicted) *predicted = predicted_classes(ctx, logits, false);
+  if (correct) *correct = count_correct(ctx, logits, device_labels);
   return result;
 }
 
@@ -126,15 +141,16 @@ EpochResult train_epoch(Context& ctx, Model& model, BatchLoader& loader, int64_t
   loader.start_epoch(epoch);
   ProgressBar bar(label, loader.batches_per_epoch());
   Batch batch;
-  std::vector<int64_t> predicted;
   while (loader.next(batch)) {
     optimizer.zero_grad(ctx);
     Tensor logits = model.forward(ctx, to_job_device(ctx, batch.images), Mode::Train);
-    LossResult loss = batch_loss(ctx, logits, batch.labels, spec, &predicted);
+    int64_t correct = 0;
+    LossResult loss = batch_loss(ctx, logits, batch.labels, spec, nullptr, &correct);
     model.backward(ctx, loss.dlogits);
     optimizer.step(ctx);
     loss_sum += loss.loss * batch.labels.numel();
-    count_predictions(predicted, batch.labels, counts);
+    counts.correct += correct;
+    counts.count += batch.labels.numel();
     bar.step(batch.labels.numel());
     if (interrupt_requested()) {
       r.interrupted = true;
@@ -183,18 +199,19 @@ EpochResult train_epoch_features(Context& ctx, Layer& head, const FeatureSet& da
   for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
   ProgressBar bar(label, (n + batch_size - 1) / batch_size);
   double loss_sum = 0;
-  std::vector<int64_t> predicted;
   head.plan_backward(false);  // the features carry no gradient: the head's input needs none
   for (int64_t begin = 0; begin < n; begin += batch_size) {
     Tensor x, y;
     gather_rows(data, order, begin, std::min(n, begin + batch_size), x, y);
     optimizer.zero_grad(ctx);
     Tensor logits = head.forward(ctx, to_job_device(ctx, x), Mode::Train);
-    LossResult loss = batch_loss(ctx, logits, y, spec, &predicted);
+    int64_t correct = 0;
+    LossResult loss = batch_loss(ctx, logits, y, spec, nullptr, &correct);
     head.backward(ctx, loss.dlogits, false);
     optimizer.step(ctx);
     loss_sum += loss.loss * y.numel();
-    count_predictions(predicted, y, counts);
+    counts.correct += correct;
+    counts.count += y.numel();
     bar.step(y.numel());
     if (interrupt_requested()) {
       r.interrupted = true;

@@ -27,9 +27,10 @@ struct LossSpec {
 };
 
 // Mean loss and d(loss)/d(logits) for logits on the context's device and host labels I64 [N] (uploaded here, as
-// binary targets for a binary head); `predicted` (when given) receives each row's predicted class.
+// binary targets for a binary head). When given, `predicted` receives each row's predicted class (evaluation: the
+// confusion matrix) and `correct` how many rows are right (training: counted where the logits are).
 LossResult batch_loss(Context& ctx, const Tensor& logits, const Tensor& labels, const LossSpec& spec,
-                      std::vector<int64_t>* predicted = nullptr);
+                      std::vector<int64_t>* predicted = nullptr, int64_t* correct = nullptr);
 
 struct EpochResult {
   double loss = 0, accuracy = 0;
