@@ -73,7 +73,7 @@ if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
 fi
 tl="$root/$build/tl"
 [ -x "$tl" ] || { echo "run_all.sh: $tl not built" >&2; exit 1; }
-if [ $have_gpu = 1 ] && ! "$tl" info 2>/dev/null | grep -q 'CUDA devices: [1-9]'; then
+if [ $have_gpu = 1 ] && "$tl" info 2>/dev/null | grep -q 'CUDA devices: 0'; then
   echo "run_all.sh: nvidia-smi sees a GPU but tl does not; running the CPU rows" >&2
   have_gpu=0
 fi
