@@ -74,7 +74,7 @@ int run_classify(int argc, char** argv) {
     TL_CHECK(!args.get("weights").empty(), "classify: --weights FILE is required");
     top = args.get_int("top");
     TL_CHECK(top > 0, "classify: --top must be positive, got ", top);
-    Device device = device_from_option(args.get("device"), "classify");
+    Device device = device_from_option(args.get("device"));
     owned_ctx = std::make_unique<Context>(job_context_options(device, 0, args.get_int("threads")));
     auto start = std::chrono::steady_clock::now();
     // A converted checkpoint (tl convert) or a fine-tuned one with its head (tl transfer), rebuilt from its metadata.

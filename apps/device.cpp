@@ -5,13 +5,12 @@
 
 namespace tl::app {
 
-Device device_from_option(const std::string& text, const char* command) {
-  TL_CHECK(text == "auto" || text == "cpu" || text == "cuda", command, ": --device must be auto, cpu or cuda, got '",
-           text, "'");
+Device device_from_option(const std::string& text) {
+  TL_CHECK(text == "auto" || text == "cpu" || text == "cuda", "--device must be auto, cpu or cuda, got '", text, "'");
   if (text == "cpu") return Device::CPU;
   if (text == "auto") return Context::cuda_available() ? Device::CUDA : Device::CPU;
-  TL_CHECK(Context::cuda_available(), command,
-           ": --device cuda, but no CUDA device is usable here (no driver or no GPU); use --device cpu or auto");
+  TL_CHECK(Context::cuda_available(),
+           "--device cuda, but no CUDA device is usable here (no driver or no GPU); use --device cpu or auto");
   return Device::CUDA;
 }
 

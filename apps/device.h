@@ -10,9 +10,9 @@
 
 namespace tl::app {
 
-// "auto" (CUDA when a device exists, else the CPU), "cpu" or "cuda"; throws "<command>: --device ..." for anything
-// else, and for "cuda" on a machine without a usable CUDA device.
-Device device_from_option(const std::string& text, const char* command);
+// "auto" (CUDA when a device exists, else the CPU), "cpu" or "cuda"; throws "--device ..." for anything else, and
+// for "cuda" on a machine without a usable CUDA device (the subcommand prefixes its name).
+Device device_from_option(const std::string& text);
 
 // A job's Context on `device`, with the CPU thread count and seed it was asked for.
 ContextOptions job_context_options(Device device, uint64_t seed, int threads);

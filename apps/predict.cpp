@@ -160,7 +160,7 @@ int run_predict(int argc, char** argv) {
     batch_size = args.get_int("batch-size");
     TL_CHECK(top > 0 && batch_size > 0, "predict: --top and --batch-size must be positive");
     TL_CHECK(args.get_int("workers") > 0, "predict: --workers must be positive");
-    Device device = device_from_option(args.get("device"), "predict");
+    Device device = device_from_option(args.get("device"));
     owned_ctx = std::make_unique<Context>(job_context_options(device, 0, args.get_int("threads")));
     load_saved_model(args.rest()[0], model);
     move_model(*owned_ctx, model);

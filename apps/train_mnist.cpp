@@ -89,7 +89,7 @@ int run_train_mnist(int argc, char** argv) {
       .option("save", "", "write the trained model here (safetensors)");
   if (!args.parse(argc, argv)) return 0;
 
-  Device device = device_from_option(args.get("device"), "train-mnist");
+  Device device = device_from_option(args.get("device"));
   Context ctx(job_context_options(device, static_cast<uint64_t>(args.get_int("seed")), args.get_int("threads")));
   IdxDataset train = load_idx_dataset(args.get("data"), "train", args.get_int("train-limit"), kMean, kStd);
   IdxDataset test = load_idx_dataset(args.get("data"), "t10k", args.get_int("test-limit"), kMean, kStd);

@@ -76,7 +76,9 @@ std::vector<int64_t> predicted_classes(Context& ctx, const Tensor& logits, bool 
 }
 
 // A host snapshot of a live tensor, wherever it lives (to() would share a CPU tensor's storage).
-Tensor host_copy(Context& ctx, const Tensor& live) { return live.is_cuda() ? live.to(ctx, Device::CPU) : live.clone(); }
+Tensor host_copy(Context& ctx, const Tensor& live) {
+  return live.is_cuda() ? live.to(ctx, Device::CPU) : live.clone();
+}
 
 // Rows `order[begin, end)` of a feature set as one batch.
 void gather_rows(const FeatureSet& data, const std::vector<int64_t>& order, int64_t begin, int64_t end, Tensor& x,

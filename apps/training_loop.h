@@ -76,7 +76,8 @@ void write_history_png(const std::string& path, const std::vector<HistoryRow>& r
 
 // The run's outputs: history after every epoch, and the best model by validation accuracy (strictly better than
 // every earlier epoch). The best weights are kept in host memory (only tensors that can change: trainable parameters
-// and buffers; device memory stays for the batches) so finish() can put them back; with save_each_best the checkpoint is also written at once.
+// and buffers; device memory stays for the batches) so finish() can put them back; with save_each_best the checkpoint
+// is also written at once.
 class TrainingRun {
  public:
   TrainingRun(Context& ctx, Model& model, std::string output_dir, bool save_each_best);

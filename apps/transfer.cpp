@@ -146,7 +146,7 @@ TransferOptions parse_options(const Args& args) {
   o.threads = args.get_int("threads");
   o.workers = args.get_int("workers");
   TL_CHECK(o.workers >= 1, "transfer: --workers must be at least 1");
-  o.device = device_from_option(args.get("device"), "transfer");
+  o.device = device_from_option(args.get("device"));
   o.output = args.get("output").empty() ? str("runs/", args.rest()[0]) : args.get("output");
   o.cache_dir = args.get("cache-dir").empty() ? default_cache_dir() : args.get("cache-dir");
   o.export_path = args.get("export");

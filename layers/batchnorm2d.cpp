@@ -19,6 +19,9 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
 }
 
 void BatchNorm2d::reset_parameters(Rng&) {
+  for (const Tensor* t : {&weight.value, &bias.value, &running_mean.value, &running_var.value})
+    TL_CHECK(!t->is_cuda(), "reset_parameters: BatchNorm2d tensors must be on the CPU (reset before Model::to), got ",
+             t->describe());
   weight.value.fill(1.0);
   bias.value.fill(0.0);
   running_mean.value.fill(0.0);

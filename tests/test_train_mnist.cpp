@@ -3,7 +3,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <utility>
 
+#include "engine/context.h"
 #include "support/run_tool.h"
 
 namespace {
@@ -42,4 +44,31 @@ TEST_CASE("tl reports errors and usage instead of crashing") {
   CHECK(help.output.find("--batch-size") != std::string::npos);
   auto unknown = tl::test::run_tool("no-such-command");
   CHECK(unknown.exit_code == 2);
+}
+
+TEST_CASE("--device of every subcommand that computes: a bad name, or cuda without a GPU, is one clean error line") {
+  auto one_line = [](const tl::test::ToolResult& r) {
+    return !r.output.empty() && r.output.find('\n') == r.output.size() - 1;
+  };
+  // Each fails before reading any data or weights, so the paths need not exist.
+  const std::pair<const char*, int> commands[] = {
+      {"train-mnist --data /nonexistent --epochs 1", 1},
+      {"transfer extract --data /nonexistent", 2},
+      {"predict /nonexistent/model.safetensors /nonexistent/image.jpg", 2},
+      {"classify --weights /nonexistent/model.safetensors /nonexistent/image.jpg", 2},
+  };
+  for (const auto& [command, status] : commands) {
+    INFO(command);
+    auto bad = tl::test::run_tool(std::string(command) + " --device tpu");
+    INFO(bad.output);
+    CHECK(bad.exit_code == status);
+    CHECK(one_line(bad));
+    CHECK(bad.output.find("--device must be auto, cpu or cuda, got 'tpu'") != std::string::npos);
+    if (tl::Context::cuda_available()) continue;  // on a GPU machine --device cuda is valid
+    auto cuda = tl::test::run_tool(std::string(command) + " --device cuda");
+    INFO(cuda.output);
+    CHECK(cuda.exit_code == status);
+    CHECK(one_line(cuda));
+    CHECK(cuda.output.find("--device cuda, but no CUDA device is usable here") != std::string::npos);
+  }
 }

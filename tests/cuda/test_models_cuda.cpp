@@ -118,7 +118,8 @@ void check_layer(const std::string& what, const LayerFactory& make, const std::f
   std::vector<Tensor> initial_buffers;
   for (auto& nb : host->named_buffers()) initial_buffers.push_back(nb.buffer->value.clone());
   std::vector<Tensor> prefill;
-  for (auto& np : host->named_parameters()) prefill.push_back(test::random_tensor(rng, np.parameter->value.shape(), DType::F32));
+  for (auto& np : host->named_parameters())
+    prefill.push_back(test::random_tensor(rng, np.parameter->value.shape(), DType::F32));
 
   Tensor x = input(rng);
   // dy is shaped like y: an Eval forward of a twin tells the shape without touching state or the RNG.
