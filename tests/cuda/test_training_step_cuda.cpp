@@ -277,8 +277,9 @@ CUDA_TEST_CASE("Model::to and Optimizer::to move parameters, buffers, gradients 
   check_device(moved, Device::CUDA);
   step(moved, gpu);
   check_device(moved, Device::CUDA);
-  moved.model.to(cpu, Device::CPU);
-  moved.sgd->to(cpu, Device::CPU);
+  // Through the context the model ran on: its stream orders the copies after the step's kernels.
+  moved.model.to(gpu, Device::CPU);
+  moved.sgd->to(gpu, Device::CPU);
   check_device(moved, Device::CPU);
   step(moved, cpu);
   moved.model.to(gpu, Device::CUDA);  // the optimizer state is left behind: step() brings it along
