@@ -23,7 +23,7 @@ Tensor MaxPool2d::backward_impl(Context& ctx, const Tensor& dy, bool need_dx) {
   Tensor dx;
   if (need_dx) {
     dx = Tensor::empty(ctx, input_shape_, dy.dtype(), dy.device());
-    maxpool2d_backward(ctx, dy, indices_, dx);
+    maxpool2d_backward(ctx, dy, indices_, dx, params_);  // with the geometry: CUDA gathers instead of scattering
   }
   indices_ = Tensor();
   input_shape_.clear();
