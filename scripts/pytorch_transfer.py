@@ -192,6 +192,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--data", default="/work/shared/data/hymenoptera", help="folder with train/ and val/")
     parser.add_argument("--weights", default="/work/shared/data/weights/resnet18-miniimagenet.pth")
+    parser.add_argument("--augment", choices=["torchvision", "none"], default="torchvision",
+                        help="finetune/full training transform: RandomResizedCrop + flip, or the eval transform")
     args = parser.parse_args()
     default_epochs, default_lr = DEFAULTS[args.mode]
     args.epochs = default_epochs if args.epochs is None else args.epochs
@@ -202,13 +204,13 @@ def main():
     model, n_keys = load_backbone(args.weights)
     size = args.image_size
     val_tf = eval_transform(size)
-    train_tf = val_tf if args.mode == "extract" else train_transform(size)
+    train_tf = val_tf if args.mode == "extract" or args.augment == "none" else train_transform(size)
     train_set = datasets.ImageFolder(f"{args.data}/train", transform=train_tf)
     val_set = datasets.ImageFolder(f"{args.data}/val", transform=val_tf)
     if train_set.classes != val_set.classes:
         raise SystemExit(f"train classes {train_set.classes} differ from val classes {val_set.classes}")
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {args.threads} threads; mode {args.mode}, epochs {args.epochs}, "
-          f"lr {args.lr}, batch {args.batch_size}, size {size} (resize {round(size * 256 / 224)}), seed {args.seed}; "
+          f"lr {args.lr}, batch {args.batch_size}, augment {args.augment}, size {size} (resize {round(size * 256 / 224)}), seed {args.seed}; "
           f"weights {args.weights} ({n_keys} entries); classes {train_set.classes}, "
           f"train {len(train_set)}, val {len(val_set)}", flush=True)
 
