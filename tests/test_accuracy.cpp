@@ -8,19 +8,16 @@
 
 #include "engine/context.h"
 #include "kernels/accuracy.h"
+#include "support/test_util.h"
 
 using namespace tl;
+using test::labels_of;
 
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-Tensor labels_of(const std::vector<int64_t>& values) {
-  Tensor t = Tensor::empty({int64_t(values.size())}, DType::I64);
-  for (size_t i = 0; i < values.size(); ++i) t.data<int64_t>()[i] = values[i];
-  return t;
-}
 
 std::vector<int64_t> as_ints(const Tensor& t) {
   std::vector<int64_t> out;

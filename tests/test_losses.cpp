@@ -11,20 +11,11 @@
 #include "support/test_util.h"
 
 using namespace tl;
+using test::labels_of;
+using test::random_labels;
 
 namespace {
 
-Tensor labels_of(const std::vector<int64_t>& values) {
-  Tensor t = Tensor::empty({int64_t(values.size())}, DType::I64);
-  for (size_t i = 0; i < values.size(); ++i) t.data<int64_t>()[i] = values[i];
-  return t;
-}
-
-Tensor random_labels(Rng& rng, int64_t n, int64_t classes) {
-  std::vector<int64_t> values;
-  for (int64_t i = 0; i < n; ++i) values.push_back(int64_t(rng.below(uint64_t(classes))));
-  return labels_of(values);
-}
 
 // Textbook cross-entropy, written independently of the kernel: unshifted softmax (fine for the
 // small logits used here) and -sum_c target_c * log(p_c), averaged over rows.

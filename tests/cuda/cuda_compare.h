@@ -36,4 +36,25 @@ inline double cuda_vs_cpu_error(Context& ctx, const Tensor& device_result, const
   return relative_l2(host, cpu_result);
 }
 
+inline Tensor f64(const Tensor& t) { return t.to_dtype(DType::F64); }
+
+inline double rms(const Tensor& t) {
+  double sum = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) sum += t.item(i) * t.item(i);
+  return std::sqrt(sum / static_cast<double>(t.numel()));
+}
+
+// Random F32 values on the scale of `like` (an accumulator's starting value: an overwrite instead of += shows).
+inline Tensor random_on_scale_of(Rng& rng, const Tensor& like) {
+  double s = rms(like);
+  return random_tensor(rng, like.shape(), DType::F32, -s, s);
+}
+
+// a + b elementwise, in double (the accumulated reference).
+inline Tensor sum_f64(const Tensor& a, const Tensor& b) {
+  Tensor out = Tensor::empty(a.shape(), DType::F64);
+  for (int64_t i = 0; i < a.numel(); ++i) out.data<double>()[i] = a.item(i) + b.item(i);
+  return out;
+}
+
 }  // namespace tl::test

@@ -26,6 +26,9 @@
 #include "support/test_util.h"
 
 using namespace tl;
+using test::f64;
+using test::random_on_scale_of;
+using test::sum_f64;
 using test::cuda_vs_cpu_error;
 using test::poisoned_cuda;
 using test::to_cuda;
@@ -54,26 +57,6 @@ const ConvCase kCases[] = {
     {"one element", {1, 1, 1, 1}, {1, 1, 1, 1}, {1, 1, 0, 0}, true},
 };
 
-Tensor f64(const Tensor& t) { return t.to_dtype(DType::F64); }
-
-double rms(const Tensor& t) {
-  double sum = 0;
-  for (int64_t i = 0; i < t.numel(); ++i) sum += t.item(i) * t.item(i);
-  return std::sqrt(sum / static_cast<double>(t.numel()));
-}
-
-// Random F32 values on the scale of `like` (an accumulator's starting value).
-Tensor random_on_scale_of(Rng& rng, const Tensor& like) {
-  double s = rms(like);
-  return test::random_tensor(rng, like.shape(), DType::F32, -s, s);
-}
-
-// a + b elementwise, in double (the accumulated reference).
-Tensor sum_f64(const Tensor& a, const Tensor& b) {
-  Tensor out = Tensor::empty(a.shape(), DType::F64);
-  for (int64_t i = 0; i < a.numel(); ++i) out.data<double>()[i] = a.item(i) + b.item(i);
-  return out;
-}
 
 Shape output_shape(const ConvCase& c) {
   return {c.x[0], c.w[0], conv2d_output_size(c.x[2], c.w[2], c.p.stride_h, c.p.pad_h),

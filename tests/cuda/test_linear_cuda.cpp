@@ -13,6 +13,9 @@
 #include "support/test_util.h"
 
 using namespace tl;
+using test::f64;
+using test::random_on_scale_of;
+using test::sum_f64;
 using test::cuda_vs_cpu_error;
 using test::poisoned_cuda;
 using test::to_cuda;
@@ -25,24 +28,6 @@ struct LinearCase {
   int64_t batch, in, out;
 };
 
-Tensor f64(const Tensor& t) { return t.to_dtype(DType::F64); }
-
-double rms(const Tensor& t) {
-  double sum = 0;
-  for (int64_t i = 0; i < t.numel(); ++i) sum += t.item(i) * t.item(i);
-  return std::sqrt(sum / static_cast<double>(t.numel()));
-}
-
-Tensor random_on_scale_of(Rng& rng, const Tensor& like) {
-  double s = rms(like);
-  return test::random_tensor(rng, like.shape(), DType::F32, -s, s);
-}
-
-Tensor sum_f64(const Tensor& a, const Tensor& b) {
-  Tensor out = Tensor::empty(a.shape(), DType::F64);
-  for (int64_t i = 0; i < a.numel(); ++i) out.data<double>()[i] = a.item(i) + b.item(i);
-  return out;
-}
 
 void check_case(Context& ctx, Rng& rng, const LinearCase& c, bool with_bias) {
   const Shape x_shape{c.batch, c.in}, w_shape{c.out, c.in}, y_shape{c.batch, c.out}, b_shape{c.out};

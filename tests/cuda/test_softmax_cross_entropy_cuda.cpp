@@ -11,6 +11,8 @@
 #include "support/test_util.h"
 
 using namespace tl;
+using test::labels_of;
+using test::random_labels;
 
 // Tolerances. The loss: both twins do the row math in double from the same float logits; they differ
 // only in summation order and in the device's double exp/log (<= 1 ulp), so they agree to ~1e-13
@@ -22,17 +24,6 @@ using namespace tl;
 
 namespace {
 
-Tensor labels_of(const std::vector<int64_t>& values) {
-  Tensor t = Tensor::empty({int64_t(values.size())}, DType::I64);
-  for (size_t i = 0; i < values.size(); ++i) t.data<int64_t>()[i] = values[i];
-  return t;
-}
-
-Tensor random_labels(Rng& rng, int64_t n, int64_t classes) {
-  std::vector<int64_t> values;
-  for (int64_t i = 0; i < n; ++i) values.push_back(int64_t(rng.below(uint64_t(classes))));
-  return labels_of(values);
-}
 
 bool loss_close(double device, double host, int64_t classes) {
   return std::abs(device - host) <= 1e-6 * std::abs(host) + double(classes) * 0x1p-52;

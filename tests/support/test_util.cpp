@@ -71,6 +71,18 @@ std::string shared_data_dir() {
   return std::filesystem::exists(p) ? p.lexically_normal().string() : std::string();
 }
 
+Tensor labels_of(const std::vector<int64_t>& values) {
+  Tensor t = Tensor::empty({static_cast<int64_t>(values.size())}, DType::I64);
+  for (size_t i = 0; i < values.size(); ++i) t.data<int64_t>()[i] = values[i];
+  return t;
+}
+
+Tensor random_labels(Rng& rng, int64_t n, int64_t classes) {
+  std::vector<int64_t> values;
+  for (int64_t i = 0; i < n; ++i) values.push_back(static_cast<int64_t>(rng.below(static_cast<uint64_t>(classes))));
+  return labels_of(values);
+}
+
 }  // namespace tl::test
 
 #include "engine/layer.h"

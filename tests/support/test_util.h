@@ -2,6 +2,7 @@
 // Helpers shared by the tests: fresh random data (never zeros), comparisons, data paths.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/rng.h"
 #include "engine/tensor.h"
@@ -18,6 +19,9 @@ Tensor random_distinct(Rng& rng, const Shape& shape, DType dtype = DType::F64, d
 double relative_l2(const Tensor& a, const Tensor& b);
 double max_abs_diff(const Tensor& a, const Tensor& b);
 bool bit_identical(const Tensor& a, const Tensor& b);
+// I64 [N] labels from values, and N labels drawn uniformly from [0, classes).
+Tensor labels_of(const std::vector<int64_t>& values);
+Tensor random_labels(Rng& rng, int64_t n, int64_t classes);
 // ../shared/data next to the repository, or "" when absent.
 std::string shared_data_dir();
 std::string source_dir();
