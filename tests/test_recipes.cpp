@@ -246,6 +246,10 @@ TEST_CASE("recipe (a): frozen VGG16 + Flatten + Dense(10) on Fashion-MNIST, SGD 
     MESSAGE(kFashionMnist, " not found (apt-get install dataset-fashion-mnist): recipe (a) skipped");
     return;
   }
+#ifndef TL_HAVE_ZLIB
+  MESSAGE("recipe (a) skipped: the Fashion-MNIST files are gzipped and tl was built without zlib");
+  return;
+#endif
   Command c = recipe("a");
   CHECK(c.get("--data") == kFashionMnist);
   CHECK(c.get("--decay") == "1e-5");
