@@ -4,3 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
 ctest --test-dir "${TL_BUILD_DIR:-build}" --output-on-failure -j2
+# CTest shows the CUDA binary only as "Skipped" without a GPU; say how many CUDA tests that was.
+if ! "${TL_BUILD_DIR:-build}/tl_cuda_tests" --list-test-cases >/dev/null 2>&1; then
+  "${TL_BUILD_DIR:-build}/tl_cuda_tests" || true
+fi
