@@ -13,6 +13,8 @@
 
 using namespace tl;
 
+using tl::test::error_of;
+
 namespace {
 
 Image random_image(Rng& rng, int width, int height) {
@@ -40,16 +42,6 @@ Image pattern_image(int width, int height, F value) {
 
 bool same_image(const Image& a, const Image& b) {
   return a.width == b.width && a.height == b.height && a.rgb == b.rgb;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // The ramp 10 r + 3 c (+ 40 per channel) sampled at an input coordinate, clamped to the image as fill_mode

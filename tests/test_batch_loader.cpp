@@ -23,6 +23,8 @@
 using namespace tl;
 namespace fs = std::filesystem;
 
+using tl::test::error_of;
+
 namespace {
 
 struct TempDir : tl::test::TempDir {
@@ -89,16 +91,6 @@ Epoch run_epoch(BatchLoader& loader, int64_t epoch) {
     out.batches.push_back(b);
   }
   return out;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // Captures what is written to std::cerr while alive.

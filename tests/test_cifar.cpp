@@ -14,10 +14,13 @@
 #include "loaders/idx.h"
 #include "loaders/idx_images.h"
 #include "support/temp_dir.h"
+#include "support/test_util.h"
 
 using namespace tl;
 namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
+
+using tl::test::error_of;
 
 namespace {
 
@@ -32,16 +35,6 @@ struct TempDir : tl::test::TempDir {
     return p.string();
   }
 };
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // One CIFAR record: label, then planes R, G, B of 32x32, row-major. Each byte is random.
 struct Record {

@@ -18,6 +18,8 @@
 using namespace tl;
 namespace fs = std::filesystem;
 
+using tl::test::error_of;
+
 namespace {
 
 struct TempDir : tl::test::TempDir {
@@ -31,16 +33,6 @@ struct TempDir : tl::test::TempDir {
   }
   void mkdir(const std::string& rel) const { fs::create_directories(path / rel); }
 };
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::vector<std::string> names(const Dataset& d) {
   std::vector<std::string> out;

@@ -25,6 +25,8 @@
 using namespace tl;
 namespace fs = std::filesystem;
 
+using tl::test::error_of;
+
 namespace {
 
 std::string fixture(const std::string& name) { return test::source_dir() + "/tests/fixtures/pth/" + name; }
@@ -47,15 +49,6 @@ std::string write_bytes(const std::string& path, const std::string& bytes) {
   return path;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 std::string open_error(const std::string& path) { return error_of([&] { PthFile::open(path); }); }
 std::string read_error(const PthFile& f, const std::string& name) { return error_of([&] { f.read(name); }); }
 

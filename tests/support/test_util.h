@@ -19,6 +19,17 @@ Tensor random_distinct(Rng& rng, const Shape& shape, DType dtype = DType::F64, d
 double relative_l2(const Tensor& a, const Tensor& b);
 double max_abs_diff(const Tensor& a, const Tensor& b);
 bool bit_identical(const Tensor& a, const Tensor& b);
+// The message of the tl::Error that f() throws, or "" when it throws none.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 // I64 [N] labels from values, and N labels drawn uniformly from [0, classes).
 Tensor labels_of(const std::vector<int64_t>& values);
 Tensor random_labels(Rng& rng, int64_t n, int64_t classes);
