@@ -135,13 +135,42 @@ LossResult batch_loss(Context& ctx, const Tensor& logits, const Tensor& labels, 
   return result;
 }
 
+namespace {
+
+// One training epoch's running sums, progress bar and Ctrl-C check, shared by the image and feature loops.
+class EpochTally {
+ public:
+  EpochTally(const std::string& label, int64_t batches) : bar_(label, batches) {}
+  // Counts one batch (mean loss, correct predictions, size); false when Ctrl-C asks to stop.
+  bool add(double mean_loss, int64_t correct, int64_t count) {
+    loss_sum_ += mean_loss * count;
+    correct_ += correct;
+    result_.count += count;
+    bar_.step(count);
+    result_.interrupted = interrupt_requested();
+    return !result_.interrupted;
+  }
+  EpochResult finish() {
+    result_.images_per_second = bar_.finish();
+    result_.seconds = bar_.seconds();
+    result_.loss = result_.count ? loss_sum_ / result_.count : 0;
+    result_.accuracy = result_.count ? double(correct_) / result_.count : 0;
+    return result_;
+  }
+
+ private:
+  ProgressBar bar_;
+  EpochResult result_;
+  double loss_sum_ = 0;
+  int64_t correct_ = 0;
+};
+
+}  // namespace
+
 EpochResult train_epoch(Context& ctx, Model& model, BatchLoader& loader, int64_t epoch, Optimizer& optimizer,
                         const LossSpec& spec, const std::string& label) {
-  EpochResult r;
-  EvalResult counts = empty_eval(0);
-  double loss_sum = 0;
   loader.start_epoch(epoch);
-  ProgressBar bar(label, loader.batches_per_epoch());
+  EpochTally tally(label, loader.batches_per_epoch());
   Batch batch;
   while (loader.next(batch)) {
     optimizer.zero_grad(ctx);
@@ -150,21 +179,9 @@ EpochResult train_epoch(Context& ctx, Model& model, BatchLoader& loader, int64_t
     LossResult loss = batch_loss(ctx, logits, batch.labels, spec, nullptr, &correct);
     model.backward(ctx, loss.dlogits);
     optimizer.step(ctx);
-    loss_sum += loss.loss * batch.labels.numel();
-    counts.correct += correct;
-    counts.count += batch.labels.numel();
-    bar.step(batch.labels.numel());
-    if (interrupt_requested()) {
-      r.interrupted = true;
-      break;
-    }
+    if (!tally.add(loss.loss, correct, batch.labels.numel())) break;
   }
-  r.images_per_second = bar.finish();
-  r.seconds = bar.seconds();
-  r.count = counts.count;
-  r.loss = r.count ? loss_sum / r.count : 0;
-  r.accuracy = r.count ? double(counts.correct) / r.count : 0;
-  return r;
+  return tally.finish();
 }
 
 EvalResult evaluate(Context& ctx, Model& model, BatchLoader& loader, int64_t num_classes, const LossSpec& spec,
@@ -192,15 +209,12 @@ EvalResult evaluate(Context& ctx, Model& model, BatchLoader& loader, int64_t num
 
 EpochResult train_epoch_features(Context& ctx, Layer& head, const FeatureSet& data, int64_t batch_size, uint64_t seed,
                                  int64_t epoch, Optimizer& optimizer, const LossSpec& spec, const std::string& label) {
-  EpochResult r;
-  EvalResult counts = empty_eval(0);
   int64_t n = data.size();
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   Rng rng(hash_u64(seed, static_cast<uint64_t>(epoch)));
   for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-  ProgressBar bar(label, (n + batch_size - 1) / batch_size);
-  double loss_sum = 0;
+  EpochTally tally(label, (n + batch_size - 1) / batch_size);
   head.plan_backward(false);  // the features carry no gradient: the head's input needs none
   for (int64_t begin = 0; begin < n; begin += batch_size) {
     Tensor x, y;
@@ -211,21 +225,9 @@ EpochResult train_epoch_features(Context& ctx, Layer& head, const FeatureSet& da
     LossResult loss = batch_loss(ctx, logits, y, spec, nullptr, &correct);
     head.backward(ctx, loss.dlogits, false);
     optimizer.step(ctx);
-    loss_sum += loss.loss * y.numel();
-    counts.correct += correct;
-    counts.count += y.numel();
-    bar.step(y.numel());
-    if (interrupt_requested()) {
-      r.interrupted = true;
-      break;
-    }
+    if (!tally.add(loss.loss, correct, y.numel())) break;
   }
-  r.images_per_second = bar.finish();
-  r.seconds = bar.seconds();
-  r.count = counts.count;
-  r.loss = r.count ? loss_sum / r.count : 0;
-  r.accuracy = r.count ? double(counts.correct) / r.count : 0;
-  return r;
+  return tally.finish();
 }
 
 EvalResult evaluate_features(Context& ctx, Layer& head, const FeatureSet& data, int64_t num_classes,
