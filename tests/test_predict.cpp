@@ -13,36 +13,23 @@
 
 #include "support/run_tool.h"
 #include "support/test_util.h"
+#include "support/hymenoptera_slice.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 
+using tl::test::copy_slice;
+
 namespace {
 
-struct Scratch {
-  fs::path root = fs::temp_directory_path() / ("tl-test-predict-" + std::to_string(::getpid()));
-  Scratch() { fs::create_directories(root); }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
-  }
-};
-Scratch& scratch() {
-  static Scratch s;
-  return s;
+// One folder per process, shared by the test cases (later ones reuse earlier outputs), removed at exit.
+tl::test::TempDir& scratch() {
+  static tl::test::TempDir dir("predict");
+  return dir;
 }
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
-void copy_slice(const fs::path& src, const fs::path& dst, const std::string& split, int per_class) {
-  for (const char* cls : {"ants", "bees"}) {
-    std::vector<fs::path> files;
-    for (auto& e : fs::directory_iterator(src / split / cls))
-      if (e.path().extension() == ".jpg") files.push_back(e.path());
-    std::sort(files.begin(), files.end());
-    fs::create_directories(dst / split / cls);
-    for (int i = 0; i < per_class; ++i) fs::copy_file(files.at(i), dst / split / cls / files[i].filename());
-  }
-}
 
 std::string line_with(const std::string& text, const std::string& start) {
   std::istringstream in(text);
@@ -70,18 +57,18 @@ const Trained& trained() {
     Trained t;
     std::string shared = tl::test::shared_data_dir();
     if (shared.empty()) return t;
-    t.data = scratch().root / "slice";
+    t.data = scratch().path / "slice";
     copy_slice(fs::path(shared) / "hymenoptera", t.data, "train", 20);
     copy_slice(fs::path(shared) / "hymenoptera", t.data, "val", 15);
     std::string common = "transfer extract --data " + q(t.data) + " --weights " +
                          q(shared + "/weights/resnet18-miniimagenet.pth") + " --image-size 96 --epochs 20 --threads 2" +
-                         " --cache-dir " + q(scratch().root / "cache");
-    auto softmax = tl::test::run_tool(common + " --output " + q(scratch().root / "softmax"));
-    auto binary = tl::test::run_tool(common + " --binary --output " + q(scratch().root / "binary"));
+                         " --cache-dir " + q(scratch().path / "cache");
+    auto softmax = tl::test::run_tool(common + " --output " + q(scratch().path / "softmax"));
+    auto binary = tl::test::run_tool(common + " --binary --output " + q(scratch().path / "binary"));
     t.log = softmax.output + binary.output;
     if (softmax.exit_code != 0 || binary.exit_code != 0) return t;  // accuracies stay empty: the tests fail
-    t.model = scratch().root / "softmax" / "model.safetensors";
-    t.binary_model = scratch().root / "binary" / "model.safetensors";
+    t.model = scratch().path / "softmax" / "model.safetensors";
+    t.binary_model = scratch().path / "binary" / "model.safetensors";
     t.accuracy = best_accuracy(softmax.output);
     t.binary_accuracy = best_accuracy(binary.output);
     return t;
@@ -118,7 +105,7 @@ TEST_CASE("tl predict: top-K lines, CSV, single files, and unreadable files repo
     return;
   }
   // A folder of 3 good images and 1 broken one, plus an image named directly.
-  fs::path mixed = scratch().root / "mixed";
+  fs::path mixed = scratch().path / "mixed";
   fs::create_directories(mixed / "nested");
   std::vector<fs::path> good;
   for (auto& e : fs::directory_iterator(t.data / "val" / "bees")) good.push_back(e.path());
@@ -128,7 +115,7 @@ TEST_CASE("tl predict: top-K lines, CSV, single files, and unreadable files repo
   fs::copy_file(good[2], mixed / "c.JPG");
   std::ofstream(mixed / "broken.jpg") << "not a jpeg at all";
   std::ofstream(mixed / "notes.txt") << "ignored: not an image extension";
-  fs::path csv = scratch().root / "predictions.csv";
+  fs::path csv = scratch().path / "predictions.csv";
 
   auto run = tl::test::run_tool("predict " + q(t.model) + " " + q(mixed) + " " + q(good[3]) + " --top 2 --csv " +
                                 q(csv) + " --threads 2");

@@ -23,6 +23,7 @@
 #include "report/png_writer.h"
 #include "support/run_tool.h"
 #include "support/test_util.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -30,18 +31,10 @@ namespace {
 
 const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
 
-// A fresh folder per process, removed at exit.
-struct Scratch {
-  fs::path root = fs::temp_directory_path() / ("tl-test-recipes-" + std::to_string(::getpid()));
-  Scratch() { fs::create_directories(root); }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
-  }
-};
-Scratch& scratch() {
-  static Scratch s;
-  return s;
+// One folder per process, shared by the test cases (later ones reuse earlier outputs), removed at exit.
+tl::test::TempDir& scratch() {
+  static tl::test::TempDir dir("recipes");
+  return dir;
 }
 
 std::string read_text(const fs::path& p) {
@@ -135,7 +128,7 @@ Command recipe(const std::string& name) {
 
 // Runs the recipe's command with its output and feature cache in the scratch folder and 2 threads.
 tl::test::ToolResult run_recipe(Command c, const fs::path& out) {
-  c.set("--output", out.string()).set("--cache-dir", (scratch().root / "cache").string()).set("--threads", "2");
+  c.set("--output", out.string()).set("--cache-dir", (scratch().path / "cache").string()).set("--threads", "2");
   return tl::test::run_tool(c.line());
 }
 
@@ -186,7 +179,7 @@ fs::path random_vgg16_notop() {
     tl::Rng rng(5);
     model.reset_parameters(rng);
     for (auto& [k, v] : tl::preprocessing_metadata(tl::keras_caffe_preprocessing())) model.metadata[k] = v;
-    fs::path p = scratch().root / "vgg16-notop-random.safetensors";
+    fs::path p = scratch().path / "vgg16-notop-random.safetensors";
     tl::save_checkpoint(p.string(), model);
     return p;
   }();
@@ -219,7 +212,7 @@ void write_png_folders(const fs::path& root, const std::vector<std::pair<std::st
 // each record is a label byte and 3072 bytes (R, G, B planes of 32x32), the label cycling through the classes.
 fs::path cifar10() {
   static fs::path dir = [] {
-    fs::path d = scratch().root / "cifar-10-batches-bin";
+    fs::path d = scratch().path / "cifar-10-batches-bin";
     fs::create_directories(d);
     auto write_batch = [&](const char* name, int records, int seed) {
       std::ofstream f(d / name, std::ios::binary);
@@ -254,7 +247,7 @@ TEST_CASE("recipe (a): frozen VGG16 + Flatten + Dense(10) on Fashion-MNIST, SGD 
   CHECK(c.get("--data") == kFashionMnist);
   CHECK(c.get("--decay") == "1e-5");
   c.set("--weights", random_vgg16_notop().string()).set("--image-size", "32").set("--epochs", "2").set("--limit", "40");
-  fs::path out = scratch().root / "a";
+  fs::path out = scratch().path / "a";
   auto r = run_recipe(c, out);
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
@@ -274,14 +267,14 @@ TEST_CASE("recipe (b): cached bottleneck features + new softmax layer, 80/10/10 
     MESSAGE("../shared/data not found: recipe (b) skipped");
     return;
   }
-  fs::path data = scratch().root / "b-data", train = fs::path(tl::test::shared_data_dir()) / "hymenoptera" / "train";
+  fs::path data = scratch().path / "b-data", train = fs::path(tl::test::shared_data_dir()) / "hymenoptera" / "train";
   copy_jpegs(train / "ants", data / "ants", 20);
   copy_jpegs(train / "bees", data / "bees", 20);
   Command c = recipe("b");
   CHECK(c.get("--split") == "80,10,10");
   CHECK(c.get("--weights") == "../shared/data/weights/resnet18-miniimagenet.pth");
   c.set("--data", data.string()).set("--weights", resnet18_backbone()).set("--image-size", "64").set("--epochs", "2");
-  fs::path out = scratch().root / "b";
+  fs::path out = scratch().path / "b";
   auto r = run_recipe(c, out);
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
@@ -297,14 +290,14 @@ TEST_CASE("recipe (b): cached bottleneck features + new softmax layer, 80/10/10 
 }
 
 TEST_CASE("recipe (c): VGG16 unfrozen from block5_conv1, Dense(256)+Dropout+Dense(1, sigmoid), RMSprop, Keras augmentation") {
-  fs::path data = scratch().root / "c-data";
+  fs::path data = scratch().path / "c-data";
   write_png_folders(data, {{"train", 12}, {"validation", 6}, {"test", 6}}, {"cats", "dogs"});
   Command c = recipe("c");
   CHECK(c.get("--unfreeze-from") == "block5_conv1");
   CHECK(c.get("--head") == "256,dropout=0.5");
   c.set("--data", data.string()).set("--weights", random_vgg16_notop().string()).set("--image-size", "32");
   c.set("--epochs", "2").set("--batch-size", "8");
-  fs::path out = scratch().root / "c";
+  fs::path out = scratch().path / "c";
   auto r = run_recipe(c, out);
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
@@ -326,7 +319,7 @@ TEST_CASE("recipe (d): CIFAR-10, ResNet18 with everything but layer4 frozen") {
   CHECK(c.get("--train") == "layer4.*,fc.*");
   c.set("--data", cifar10().string()).set("--weights", resnet18_backbone()).set("--image-size", "32");
   c.set("--epochs", "2").set("--batch-size", "16");
-  fs::path out = scratch().root / "d-resnet18";
+  fs::path out = scratch().path / "d-resnet18";
   auto r = run_recipe(c, out);
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
@@ -344,7 +337,7 @@ TEST_CASE("recipe (d): CIFAR-10, VGG16 with classifier.6 replaced (random initia
   CHECK(c.get("--train") == "classifier.*");
   c.remove("--weights").set("--data", cifar10().string()).set("--image-size", "32").set("--epochs", "2");
   c.set("--batch-size", "16");
-  fs::path out = scratch().root / "d-vgg16";
+  fs::path out = scratch().path / "d-vgg16";
   auto r = run_recipe(c, out);
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
@@ -361,7 +354,7 @@ TEST_CASE("recipe (e): ResNet18 as a fixed feature extractor, SGD 0.001 momentum
     MESSAGE("../shared/data not found: recipe (e) skipped");
     return;
   }
-  fs::path data = scratch().root / "e-data", src = fs::path(tl::test::shared_data_dir()) / "hymenoptera";
+  fs::path data = scratch().path / "e-data", src = fs::path(tl::test::shared_data_dir()) / "hymenoptera";
   for (const char* cls : {"ants", "bees"}) {
     copy_jpegs(src / "train" / cls, data / "train" / cls, 10);
     copy_jpegs(src / "val" / cls, data / "val" / cls, 5);
@@ -371,7 +364,7 @@ TEST_CASE("recipe (e): ResNet18 as a fixed feature extractor, SGD 0.001 momentum
   CHECK(c.get("--image-size") == "224");
   CHECK(c.get("--resize") == "shorter");
   c.set("--data", data.string()).set("--weights", resnet18_backbone()).set("--image-size", "64").set("--epochs", "2");
-  fs::path out = scratch().root / "e";
+  fs::path out = scratch().path / "e";
   auto r = run_recipe(c, out);
   INFO(r.output);
   REQUIRE(r.exit_code == 0);

@@ -26,45 +26,30 @@
 #include "weights/keras_h5.h"
 #include "weights/pth.h"
 #include "weights/safetensors.h"
+#include "support/hymenoptera_slice.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 
+using tl::test::copy_slice;
+
 namespace {
 
-// A fresh folder per process, removed at exit.
-struct Scratch {
-  fs::path root = fs::temp_directory_path() / ("tl-test-transfer-" + std::to_string(::getpid()));
-  Scratch() { fs::create_directories(root); }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
-  }
-};
-Scratch& scratch() {
-  static Scratch s;
-  return s;
+// One folder per process, shared by the test cases (later ones reuse earlier outputs), removed at exit.
+tl::test::TempDir& scratch() {
+  static tl::test::TempDir dir("transfer");
+  return dir;
 }
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
-// The first `per_class` files (sorted, JPEGs only) of each class of hymenoptera/<split> copied to <dst>/<split>.
-void copy_slice(const fs::path& src, const fs::path& dst, const std::string& split, int per_class) {
-  for (const char* cls : {"ants", "bees"}) {
-    std::vector<fs::path> files;
-    for (auto& e : fs::directory_iterator(src / split / cls))
-      if (e.path().extension() == ".jpg") files.push_back(e.path());
-    std::sort(files.begin(), files.end());
-    fs::create_directories(dst / split / cls);
-    for (int i = 0; i < per_class; ++i) fs::copy_file(files.at(i), dst / split / cls / files[i].filename());
-  }
-}
 
 // 40 train + 30 val images per class, made once per process; "" when shared/data is absent.
 fs::path slice() {
   static fs::path made = [] {
     std::string data = tl::test::shared_data_dir();
     if (data.empty()) return fs::path();
-    fs::path dst = scratch().root / "slice";
+    fs::path dst = scratch().path / "slice";
     copy_slice(fs::path(data) / "hymenoptera", dst, "train", 40);
     copy_slice(fs::path(data) / "hymenoptera", dst, "val", 30);
     return dst;
@@ -97,7 +82,7 @@ int count_lines(const fs::path& p) {
 // 60 train + 20 test 32x32 records of two classes (a bright and a dark pattern) in CIFAR-10's binary format.
 fs::path cifar() {
   static fs::path dir = [] {
-    fs::path d = scratch().root / "cifar";
+    fs::path d = scratch().path / "cifar";
     fs::create_directories(d);
     auto write_batch = [&](const char* name, int records, int seed) {
       std::ofstream f(d / name, std::ios::binary);
@@ -128,14 +113,14 @@ TEST_CASE("tl transfer extract: accuracy floor, feature cache, export, and predi
     MESSAGE("shared/data not found: tl transfer extract test skipped");
     return;
   }
-  fs::path cache = scratch().root / "cache", out = scratch().root / "extract";
+  fs::path cache = scratch().path / "cache", out = scratch().path / "extract";
   std::string common = "transfer extract --data " + q(slice()) + " --weights " + q(backbone()) +
                        " --image-size 112 --threads 2 --seed 1 --cache-dir " + q(cache);
 
   // 50 epochs of Adam 1e-3 on the cached 512-d features of 80 images: 47/60 = 0.783 measured here (seeds 1-4 gave
   // 0.733-0.783; PyTorch's reference on all 244 images at 112 px is 0.745). Chance is 0.5; the floor of 0.65 leaves
   // room for thread-count rounding and still fails for a broken backbone load, transform or head.
-  auto first = tl::test::run_tool(common + " --epochs 50 --output " + q(out) + " --export " + q(scratch().root / "f1.npy"));
+  auto first = tl::test::run_tool(common + " --epochs 50 --output " + q(out) + " --export " + q(scratch().path / "f1.npy"));
   INFO(first.output);
   REQUIRE(first.exit_code == 0);
   CHECK(first.output.find("features train 80 images: 80 computed (80 decoded), 0 from the cache") != std::string::npos);
@@ -149,13 +134,13 @@ TEST_CASE("tl transfer extract: accuracy floor, feature cache, export, and predi
   CHECK_FALSE(fs::exists(out / "confusion_test.csv"));  // the slice has no test split
 
   // A second run decodes nothing and gets the very same features.
-  auto second = tl::test::run_tool(common + " --epochs 1 --output " + q(scratch().root / "extract2") + " --export " +
-                                   q(scratch().root / "f2.npy"));
+  auto second = tl::test::run_tool(common + " --epochs 1 --output " + q(scratch().path / "extract2") + " --export " +
+                                   q(scratch().path / "f2.npy"));
   INFO(second.output);
   REQUIRE(second.exit_code == 0);
   CHECK(second.output.find("features train 80 images: 0 computed (0 decoded), 80 from the cache") != std::string::npos);
   CHECK(second.output.find("features val   60 images: 0 computed (0 decoded), 60 from the cache") != std::string::npos);
-  tl::Tensor f1 = tl::read_npy((scratch().root / "f1.npy").string()), f2 = tl::read_npy((scratch().root / "f2.npy").string());
+  tl::Tensor f1 = tl::read_npy((scratch().path / "f1.npy").string()), f2 = tl::read_npy((scratch().path / "f2.npy").string());
   CHECK(f1.shape() == tl::Shape{80, 512});
   CHECK(tl::test::bit_identical(f1, f2));
 
@@ -163,7 +148,7 @@ TEST_CASE("tl transfer extract: accuracy floor, feature cache, export, and predi
   fs::path touched = slice() / "train" / "bees";
   touched = fs::directory_iterator(touched)->path();
   fs::last_write_time(touched, fs::last_write_time(touched) + std::chrono::seconds(5));
-  auto third = tl::test::run_tool(common + " --epochs 1 --output " + q(scratch().root / "extract3"));
+  auto third = tl::test::run_tool(common + " --epochs 1 --output " + q(scratch().path / "extract3"));
   INFO(third.output);
   REQUIRE(third.exit_code == 0);
   CHECK(third.output.find("features train 80 images: 1 computed (1 decoded), 79 from the cache") != std::string::npos);
@@ -185,7 +170,7 @@ TEST_CASE("tl transfer finetune leaves every frozen tensor and frozen BatchNorm 
     MESSAGE("shared/data not found: tl transfer finetune test skipped");
     return;
   }
-  fs::path out = scratch().root / "finetune";
+  fs::path out = scratch().path / "finetune";
   auto run = tl::test::run_tool("transfer finetune --data " + q(slice()) + " --weights " + q(backbone()) +
                                 " --image-size 112 --epochs 1 --train 'layer4.*,fc.*' --threads 2 --output " + q(out));
   INFO(run.output);
@@ -222,7 +207,7 @@ TEST_CASE("tl transfer on CIFAR-10 binary batches: val carved from train, test s
   std::string common = "--data " + q(dir) + " --image-size 32 --threads 2 --batch-size 16 ";
 
   auto two = tl::test::run_tool("transfer two-stage " + common + "--stage1-epochs 1 --stage2-epochs 1 --unfreeze-from "
-                                "layer4 --output " + q(scratch().root / "cifar-two"));
+                                "layer4 --output " + q(scratch().path / "cifar-two"));
   INFO(two.output);
   REQUIRE(two.exit_code == 0);
   CHECK(two.output.find("(cifar10): 54 train, 6 val, 20 test images; 10 classes") != std::string::npos);
@@ -231,11 +216,11 @@ TEST_CASE("tl transfer on CIFAR-10 binary batches: val carved from train, test s
   CHECK(two.output.find("stage 2: 1 epochs at lr 0.001; trainable 8,398,858 of") != std::string::npos);
   CHECK(two.output.find("epoch 2/2  train loss") != std::string::npos);
   CHECK(two.output.find("test accuracy ") != std::string::npos);
-  CHECK(count_lines(scratch().root / "cifar-two" / "history.csv") == 3);
-  CHECK(fs::exists(scratch().root / "cifar-two" / "confusion_test.png"));
+  CHECK(count_lines(scratch().path / "cifar-two" / "history.csv") == 3);
+  CHECK(fs::exists(scratch().path / "cifar-two" / "confusion_test.png"));
 
   auto full = tl::test::run_tool("transfer full " + common + "--epochs 1 --augment flip --output " +
-                                 q(scratch().root / "cifar-full"));
+                                 q(scratch().path / "cifar-full"));
   INFO(full.output);
   REQUIRE(full.exit_code == 0);
   CHECK(full.output.find("trainable 11,181,642 of 11,181,642 parameters") != std::string::npos);
@@ -263,7 +248,7 @@ TEST_CASE("tl transfer --help, and usage errors are one clear line") {
   CHECK(one_line(missing));
   CHECK(missing.output.find("/nonexistent/tl-data") != std::string::npos);
 
-  fs::path lonely = scratch().root / "one-class" / "cats";
+  fs::path lonely = scratch().path / "one-class" / "cats";
   fs::create_directories(lonely);
   std::ofstream(lonely / "a.jpg") << "x";
   auto one_class = tl::test::run_tool("transfer extract --data " + q(lonely.parent_path()));
@@ -278,7 +263,7 @@ TEST_CASE("tl transfer --help, and usage errors are one clear line") {
 }
 
 TEST_CASE("Ctrl-C: tl transfer finishes the batch, saves the best model, history and plots, and exits 130") {
-  fs::path out = scratch().root / "interrupted", log = scratch().root / "interrupted.log";
+  fs::path out = scratch().path / "interrupted", log = scratch().path / "interrupted.log";
   std::string data = cifar().string(), output = out.string();
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
@@ -315,7 +300,7 @@ TEST_CASE("Ctrl-C: tl transfer finishes the batch, saves the best model, history
 }
 
 TEST_CASE("import_checkpoint and load_pretrained: container detection, one error listing every mismatch") {
-  fs::path junk = scratch().root / "junk.bin";
+  fs::path junk = scratch().path / "junk.bin";
   std::ofstream(junk) << "GIF89a not a checkpoint";
   try {
     tl::import_checkpoint(junk.string());
